@@ -1,0 +1,127 @@
+//! The errors people meet in normal multi-user work, plus the store's
+//! backend-neutral failure.
+//!
+//! Each variant maps to exactly one HTTP status and problem `type` in the
+//! HTTP layer; the core itself knows nothing of HTTP.
+
+use crate::{FencingToken, ItemId, ItemState, Timestamp};
+
+/// Result with Baton's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything an engine or store operation can refuse or fail with.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// The addressed thing does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What kind of thing (`item`, `queue`, `principal`).
+        what: &'static str,
+        /// Its identifier as the caller gave it.
+        id: String,
+    },
+    /// The caller presented a fencing token that is no longer current: the
+    /// lease expired and someone else claimed the item, or the item was
+    /// completed, released or revoked meanwhile.
+    #[error("fencing token {presented} of item {item} is stale: {reason}")]
+    StaleToken {
+        /// The item.
+        item: ItemId,
+        /// The token the caller presented.
+        presented: FencingToken,
+        /// The item's latest token.
+        current: FencingToken,
+        /// Why the token no longer holds (human readable).
+        reason: String,
+    },
+    /// The caller is not the holder of the lease it tried to act with.
+    #[error("item {item} is leased to {holder}, not to you")]
+    NotHolder {
+        /// The item.
+        item: ItemId,
+        /// The current holder.
+        holder: String,
+    },
+    /// The caller's role does not allow the action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A field of the request is invalid; nothing was changed.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The offending field, as named in the API.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The item is not in a state that allows the action (for example a
+    /// requeue of an item that is not parked).
+    #[error("item {item} is {state}: {reason}")]
+    WrongState {
+        /// The item.
+        item: ItemId,
+        /// Its current state.
+        state: ItemState,
+        /// Why the action needs another state.
+        reason: String,
+    },
+    /// Something else already exists under this name.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The store failed; see [`StoreError::retryable`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// A backend-neutral storage failure.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[error("store error: {message}")]
+pub struct StoreError {
+    /// True when trying again later may succeed (database unreachable,
+    /// busy, serialization failure); the HTTP layer answers 503 with
+    /// `Retry-After`. False for bugs and corruption (500).
+    pub retryable: bool,
+    /// What went wrong, for logs; never shown to clients.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// When a lease ended, for messages.
+pub(crate) fn describe_expiry(expires_at: Timestamp, now: Timestamp) -> String {
+    let ago = (now - expires_at).num_milliseconds().max(0) as f64 / 1000.0;
+    format!("the lease expired {ago:.1} s ago")
+}

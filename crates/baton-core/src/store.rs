@@ -1,0 +1,126 @@
+//! The storage contract.
+//!
+//! One method per domain operation (never "run this query"), each one
+//! atomic: it either does all of its work in one transaction or none of it.
+//! Mutating methods load the item inside the transaction, apply the rule
+//! from [`crate::rules`], and persist the item together with the returned
+//! event. Every method takes `now` from the engine's clock, so tests control
+//! time and a backend never reads a clock of its own.
+//!
+//! Behaviour is specified by the conformance suite in `baton-testkit`,
+//! which every backend runs.
+
+use async_trait::async_trait;
+use chrono::Duration;
+
+use crate::{
+    ClaimRequest, Claimed, CompleteRequest, FencingToken, Item, ItemEvent, ItemFilter, ItemId,
+    NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role, SweepReport, Timestamp,
+};
+
+/// A durable home for Baton's state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name for logs and metrics (`sqlite`, `postgres`, ...).
+    fn backend(&self) -> &'static str;
+
+    // ---- work queues ----
+
+    /// Inserts an item (creating its queue with default settings if new).
+    /// If `new.dedupe_key` is set and an unfinished item of the same queue
+    /// has it, returns that item and `false` instead.
+    async fn enqueue(&self, new: NewItem, actor: &str, now: Timestamp) -> Result<(Item, bool)>;
+
+    /// Leases the next claimable item of the queue (see
+    /// [`crate::rules::claimable`]): highest priority first, then lowest id.
+    /// Within the same transaction, first:
+    /// - with an idempotency key already used by this holder: returns that
+    ///   claim's item with its lease as it is now, if the lease is still the
+    ///   one the key granted; refuses with `StaleToken` if it has ended;
+    /// - when the holder already holds `max_leases_per_holder` live leases in
+    ///   the queue: returns the oldest of them;
+    /// - makes due scheduled items ready and expires overdue leases of the
+    ///   queue (lazy recovery).
+    ///
+    /// `None` when nothing is claimable.
+    async fn claim(&self, req: ClaimRequest, now: Timestamp) -> Result<Option<Claimed>>;
+
+    /// Extends the caller's lease by `lease` from now.
+    async fn heartbeat(
+        &self,
+        id: ItemId,
+        caller: &str,
+        token: FencingToken,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<Item>;
+
+    /// Gives the item back, claimable again after `delay`.
+    async fn release(
+        &self,
+        id: ItemId,
+        caller: &str,
+        token: FencingToken,
+        delay: Duration,
+        now: Timestamp,
+    ) -> Result<Item>;
+
+    /// Completes the item (moving it out of the live table) or escalates it
+    /// to another queue.
+    async fn complete(
+        &self,
+        id: ItemId,
+        caller: &str,
+        req: CompleteRequest,
+        now: Timestamp,
+    ) -> Result<Item>;
+
+    /// Supervisor: takes a lease away.
+    async fn revoke(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item>;
+
+    /// Supervisor: puts a parked item back to ready.
+    async fn requeue(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item>;
+
+    /// One item, live or done. `NotFound` if it never existed.
+    async fn item(&self, id: ItemId) -> Result<Item>;
+
+    /// Every event of an item, oldest first. `NotFound` if it never existed.
+    async fn item_history(&self, id: ItemId) -> Result<Vec<ItemEvent>>;
+
+    /// A page of a queue's items in id order.
+    async fn list_items(&self, queue: &QueueName, filter: &ItemFilter) -> Result<Vec<Item>>;
+
+    /// Counts per queue, for every queue that exists. Leases that expired
+    /// but were not yet swept count as ready.
+    async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>>;
+
+    /// A queue's settings (the defaults for a queue that does not exist).
+    async fn queue_config(&self, queue: &QueueName) -> Result<QueueConfig>;
+
+    /// Creates or changes a queue's settings.
+    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()>;
+
+    /// Background maintenance at `now`: promotes due scheduled items,
+    /// expires overdue leases (parking where due), and forgets idempotency
+    /// keys older than `key_retention`. Idempotent: sweeping twice at the
+    /// same `now` changes nothing the second time.
+    async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport>;
+
+    // ---- identity ----
+
+    /// Creates a principal. `AlreadyExists` if the name is taken.
+    async fn create_principal(&self, name: &str, role: Role, now: Timestamp) -> Result<Principal>;
+
+    /// Looks a principal up by name.
+    async fn principal(&self, name: &str) -> Result<Option<Principal>>;
+
+    /// Every principal, by name.
+    async fn principals(&self) -> Result<Vec<Principal>>;
+
+    /// Stores a token hash for a principal. The token itself is never
+    /// stored.
+    async fn add_token(&self, principal_id: i64, token_hash: &[u8], now: Timestamp) -> Result<()>;
+
+    /// The principal a token hash belongs to, if any.
+    async fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<Principal>>;
+}
