@@ -1,0 +1,390 @@
+//! The engine: Baton's operations as async methods, each checking the
+//! caller's role, reading the clock once, calling the store, and waking
+//! waiting claimers when work became available.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use baton_core::{
+    Action, ClaimRequest, Claimed, Clock, CompleteRequest, Error, FencingToken, Item, ItemEvent,
+    ItemFilter, ItemId, ItemState, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result,
+    Role, Store, SweepReport, SystemClock, Timestamp, delay_duration, identity, lease_duration,
+    limits,
+};
+use chrono::Duration;
+use metrics::counter;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::{generate_token, hash_token};
+use crate::waiters::Waiters;
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How often the sweeper expires leases and promotes scheduled items.
+    pub sweep_interval: StdDuration,
+    /// How long a claim's idempotency key is remembered.
+    pub idempotency_retention: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            sweep_interval: StdDuration::from_millis(500),
+            idempotency_retention: Duration::hours(24),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    waiters: Waiters,
+    settings: EngineSettings,
+}
+
+/// Baton's engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine over `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                waiters: Waiters::default(),
+                settings,
+            }),
+        }
+    }
+
+    /// Opens (and migrates) the store at `url` (`sqlite://path`) with the
+    /// system clock and default settings.
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = baton_store::open(url).await?;
+        Ok(Self::new(store, Arc::new(SystemClock), EngineSettings::default()))
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The engine's current time.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    // ---- work queues ----
+
+    /// Enqueues an item. Returns the item and whether it was created
+    /// (`false`: an unfinished item with the same dedupe key exists).
+    pub async fn enqueue(&self, who: &Principal, new: NewItem) -> Result<(Item, bool)> {
+        who.require(Action::Enqueue)?;
+        let (item, created) = self.inner.store.enqueue(new, &who.name, self.now()).await?;
+        if created {
+            counter!("baton_items_enqueued_total").increment(1);
+            if item.state == ItemState::Ready {
+                self.wake(&item.queue, Some(&item.kind), 1);
+            }
+        }
+        Ok((item, created))
+    }
+
+    /// Claims the next item of `req.queue` for `who` (the request's holder
+    /// is set to `who.name`). With `wait` > 0 and nothing claimable, waits
+    /// up to `wait` for work to arrive (holding no connection meanwhile).
+    pub async fn claim(
+        &self,
+        who: &Principal,
+        mut req: ClaimRequest,
+        wait: StdDuration,
+    ) -> Result<Option<Claimed>> {
+        who.require(Action::Work)?;
+        if wait > StdDuration::from_secs(limits::MAX_WAIT_SECONDS.into()) {
+            return Err(Error::invalid(
+                "wait_seconds",
+                format!("at most {}", limits::MAX_WAIT_SECONDS),
+            ));
+        }
+        req.holder = who.name.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register before trying, so an item that arrives between the
+            // try and the wait still wakes us.
+            let waiter =
+                (!wait.is_zero()).then(|| self.inner.waiters.register(&req.queue, &req.kinds));
+            if let Some(claimed) = self.inner.store.claim(req.clone(), self.now()).await? {
+                counter!("baton_claims_total").increment(1);
+                // Dropping the waiter passes on a wake-up it may have got.
+                drop(waiter);
+                return Ok(Some(claimed));
+            }
+            let Some(mut waiter) = waiter else {
+                return Ok(None);
+            };
+            if tokio::time::timeout_at(deadline, waiter.woken()).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Extends the caller's lease.
+    pub async fn heartbeat(
+        &self,
+        who: &Principal,
+        id: ItemId,
+        token: FencingToken,
+        lease_seconds: u32,
+    ) -> Result<Item> {
+        who.require(Action::Work)?;
+        let lease = lease_duration(lease_seconds)?;
+        let r = self
+            .inner
+            .store
+            .heartbeat(id, &who.name, token, lease, self.now())
+            .await;
+        self.count_stale(&r);
+        r
+    }
+
+    /// Gives the item back, claimable again after `delay_seconds`.
+    pub async fn release(
+        &self,
+        who: &Principal,
+        id: ItemId,
+        token: FencingToken,
+        delay_seconds: u32,
+    ) -> Result<Item> {
+        who.require(Action::Work)?;
+        let delay = delay_duration("delay_seconds", delay_seconds)?;
+        let r = self
+            .inner
+            .store
+            .release(id, &who.name, token, delay, self.now())
+            .await;
+        self.count_stale(&r);
+        let item = r?;
+        counter!("baton_releases_total").increment(1);
+        self.wake_if_ready(&item);
+        Ok(item)
+    }
+
+    /// Completes (or escalates) the item.
+    pub async fn complete(&self, who: &Principal, id: ItemId, req: CompleteRequest) -> Result<Item> {
+        who.require(Action::Work)?;
+        let outcome = req.outcome.clone();
+        let r = self
+            .inner
+            .store
+            .complete(id, &who.name, req, self.now())
+            .await;
+        self.count_stale(&r);
+        let item = r?;
+        counter!("baton_completions_total", "outcome" => outcome).increment(1);
+        self.wake_if_ready(&item);
+        Ok(item)
+    }
+
+    /// Supervisor: takes the lease away; the item is ready again.
+    pub async fn revoke(&self, who: &Principal, id: ItemId) -> Result<Item> {
+        who.require(Action::Supervise)?;
+        let item = self.inner.store.revoke(id, &who.name, self.now()).await?;
+        counter!("baton_revocations_total").increment(1);
+        self.wake_if_ready(&item);
+        Ok(item)
+    }
+
+    /// Supervisor: puts a parked item back into circulation.
+    pub async fn requeue(&self, who: &Principal, id: ItemId) -> Result<Item> {
+        who.require(Action::Supervise)?;
+        let item = self.inner.store.requeue(id, &who.name, self.now()).await?;
+        self.wake_if_ready(&item);
+        Ok(item)
+    }
+
+    /// One item.
+    pub async fn item(&self, who: &Principal, id: ItemId) -> Result<Item> {
+        who.require(Action::Read)?;
+        self.inner.store.item(id).await
+    }
+
+    /// Every event of an item, oldest first.
+    pub async fn item_history(&self, who: &Principal, id: ItemId) -> Result<Vec<ItemEvent>> {
+        who.require(Action::Read)?;
+        self.inner.store.item_history(id).await
+    }
+
+    /// A page of a queue's items.
+    pub async fn list_items(
+        &self,
+        who: &Principal,
+        queue: &QueueName,
+        filter: &ItemFilter,
+    ) -> Result<Vec<Item>> {
+        who.require(Action::Read)?;
+        if !(1..=limits::MAX_PAGE).contains(&filter.limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 1..={}", limits::MAX_PAGE),
+            ));
+        }
+        self.inner.store.list_items(queue, filter).await
+    }
+
+    /// Statistics of every queue.
+    pub async fn queue_stats(&self, who: &Principal) -> Result<Vec<QueueStats>> {
+        who.require(Action::Read)?;
+        self.inner.store.queue_stats(self.now()).await
+    }
+
+    /// A queue's settings.
+    pub async fn queue_config(&self, who: &Principal, queue: &QueueName) -> Result<QueueConfig> {
+        who.require(Action::Read)?;
+        self.inner.store.queue_config(queue).await
+    }
+
+    /// Supervisor: changes a queue's settings.
+    pub async fn set_queue_config(
+        &self,
+        who: &Principal,
+        queue: &QueueName,
+        config: &QueueConfig,
+    ) -> Result<()> {
+        who.require(Action::Supervise)?;
+        config.validate()?;
+        self.inner.store.set_queue_config(queue, config).await
+    }
+
+    /// Claimers waiting per queue right now.
+    pub fn waiting_claimers(&self) -> Vec<(QueueName, usize)> {
+        self.inner.waiters.counts()
+    }
+
+    // ---- maintenance ----
+
+    /// One sweep: expire overdue leases, promote due scheduled items,
+    /// forget old idempotency keys; then wake claimers for what became
+    /// claimable.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let report = self
+            .inner
+            .store
+            .sweep(self.now(), self.inner.settings.idempotency_retention)
+            .await?;
+        counter!("baton_leases_expired_total").increment(report.expired);
+        counter!("baton_items_parked_total").increment(report.parked);
+        for (queue, n) in &report.became_ready {
+            self.wake(queue, None, *n);
+        }
+        Ok(report)
+    }
+
+    /// Runs [`Engine::sweep`] every `sweep_interval` until `shutdown`.
+    pub fn spawn_sweeper(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(engine.inner.settings.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = engine.sweep().await {
+                            tracing::warn!(error = %e, "sweep failed; will retry");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    // ---- identity ----
+
+    /// The principal a bearer token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+        self.inner.store.principal_by_token(&hash_token(token)).await
+    }
+
+    /// Creates a principal if it does not exist (its role must then match)
+    /// and a new token for it. The token is returned once and never stored.
+    /// Used by the CLI and at first start; the caller is trusted.
+    pub async fn bootstrap_principal(&self, name: &str, role: Role) -> Result<(Principal, String)> {
+        identity::validate_principal_name(name)?;
+        let now = self.now();
+        let principal = match self.inner.store.principal(name).await? {
+            Some(p) if p.role == role => p,
+            Some(p) => {
+                return Err(Error::AlreadyExists(format!(
+                    "principal {name} exists with role {}",
+                    p.role
+                )));
+            }
+            None => self.inner.store.create_principal(name, role, now).await?,
+        };
+        let token = generate_token();
+        self.inner
+            .store
+            .add_token(principal.id, &hash_token(&token), now)
+            .await?;
+        Ok((principal, token))
+    }
+
+    /// Admin: creates a principal and its first token.
+    pub async fn create_principal(
+        &self,
+        who: &Principal,
+        name: &str,
+        role: Role,
+    ) -> Result<(Principal, String)> {
+        who.require(Action::ManagePrincipals)?;
+        identity::validate_principal_name(name)?;
+        let now = self.now();
+        let principal = self.inner.store.create_principal(name, role, now).await?;
+        let token = generate_token();
+        self.inner
+            .store
+            .add_token(principal.id, &hash_token(&token), now)
+            .await?;
+        Ok((principal, token))
+    }
+
+    /// Admin: every principal.
+    pub async fn principals(&self, who: &Principal) -> Result<Vec<Principal>> {
+        who.require(Action::ManagePrincipals)?;
+        self.inner.store.principals().await
+    }
+
+    /// On an empty store, creates the principal `admin` with a token and
+    /// returns the token; `None` when principals already exist.
+    pub async fn ensure_admin(&self) -> Result<Option<String>> {
+        if !self.inner.store.principals().await?.is_empty() {
+            return Ok(None);
+        }
+        let (_, token) = self.bootstrap_principal("admin", Role::Admin).await?;
+        Ok(Some(token))
+    }
+
+    // ---- helpers ----
+
+    fn wake(&self, queue: &QueueName, kind: Option<&baton_core::Kind>, n: u64) {
+        self.inner.waiters.wake(queue, kind, n);
+    }
+
+    fn wake_if_ready(&self, item: &Item) {
+        if item.state == ItemState::Ready {
+            self.wake(&item.queue, Some(&item.kind), 1);
+        }
+    }
+
+    fn count_stale<T>(&self, r: &Result<T>) {
+        if matches!(r, Err(Error::StaleToken { .. })) {
+            counter!("baton_stale_token_refusals_total").increment(1);
+        }
+    }
+}
