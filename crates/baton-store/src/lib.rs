@@ -14,9 +14,11 @@ pub mod sqlite;
 /// - `sqlite://PATH` (or a bare path ending in `.db`): embedded SQLite in WAL
 ///   mode; the file is created if missing.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let _ = sqlite::SqliteStore::open(path).await?; let _: Option<Arc<dyn Store>> = None; // WIP: replaced by the SQLite store shortly
-        return Err(Error::invalid("db", "wip"));
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
     }
     Err(Error::invalid(
         "db",

@@ -67,7 +67,11 @@ impl Engine {
     /// system clock and default settings.
     pub async fn open(url: &str) -> Result<Self> {
         let store = baton_store::open(url).await?;
-        Ok(Self::new(store, Arc::new(SystemClock), EngineSettings::default()))
+        Ok(Self::new(
+            store,
+            Arc::new(SystemClock),
+            EngineSettings::default(),
+        ))
     }
 
     /// The store underneath.
@@ -123,12 +127,19 @@ impl Engine {
                 counter!("baton_claims_total").increment(1);
                 // Dropping the waiter passes on a wake-up it may have got.
                 drop(waiter);
+                // This claim may have recovered more work lazily (expired
+                // leases, due scheduled items) that no one announced: let
+                // the next waiter, if any, look.
+                self.wake(&req.queue, None, 1);
                 return Ok(Some(claimed));
             }
             let Some(mut waiter) = waiter else {
                 return Ok(None);
             };
-            if tokio::time::timeout_at(deadline, waiter.woken()).await.is_err() {
+            if tokio::time::timeout_at(deadline, waiter.woken())
+                .await
+                .is_err()
+            {
                 return Ok(None);
             }
         }
@@ -176,7 +187,12 @@ impl Engine {
     }
 
     /// Completes (or escalates) the item.
-    pub async fn complete(&self, who: &Principal, id: ItemId, req: CompleteRequest) -> Result<Item> {
+    pub async fn complete(
+        &self,
+        who: &Principal,
+        id: ItemId,
+        req: CompleteRequest,
+    ) -> Result<Item> {
         who.require(Action::Work)?;
         let outcome = req.outcome.clone();
         let r = self
@@ -308,7 +324,10 @@ impl Engine {
 
     /// The principal a bearer token belongs to.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
-        self.inner.store.principal_by_token(&hash_token(token)).await
+        self.inner
+            .store
+            .principal_by_token(&hash_token(token))
+            .await
     }
 
     /// Creates a principal if it does not exist (its role must then match)

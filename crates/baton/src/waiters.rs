@@ -53,11 +53,15 @@ impl Waiters {
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        inner.queues.entry(queue.clone()).or_default().push_back(Entry {
-            id,
-            kinds: kinds.to_vec(),
-            tx,
-        });
+        inner
+            .queues
+            .entry(queue.clone())
+            .or_default()
+            .push_back(Entry {
+                id,
+                kinds: kinds.to_vec(),
+                tx,
+            });
         Waiter {
             waiters: self.clone(),
             queue: queue.clone(),
