@@ -60,7 +60,12 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| Error::invalid("role", format!("unknown role {s:?}; one of admin, supervisor, operator, app")))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "role",
+                    format!("unknown role {s:?}; one of admin, supervisor, operator, app"),
+                )
+            })
     }
 }
 

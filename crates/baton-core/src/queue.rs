@@ -15,7 +15,18 @@ pub type ItemId = i64;
 /// action taken with a lease carries it; an action carrying anything but the
 /// item's current token is refused.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[serde(transparent)]
 #[schema(value_type = i64)]
@@ -326,11 +337,16 @@ impl NewItem {
         delay_seconds: u32,
         dedupe_key: Option<String>,
     ) -> Result<Self> {
-        let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > limits::MAX_PAYLOAD_BYTES {
             return Err(Error::invalid(
                 "payload",
-                format!("{size} bytes; at most {} allowed", limits::MAX_PAYLOAD_BYTES),
+                format!(
+                    "{size} bytes; at most {} allowed",
+                    limits::MAX_PAYLOAD_BYTES
+                ),
             ));
         }
         if let Some(k) = &dedupe_key {

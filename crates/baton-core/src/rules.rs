@@ -56,7 +56,8 @@ pub fn enqueue(new: &NewItem, actor: &str, now: Timestamp) -> (Item, ItemEvent) 
         updated_at: now,
     };
     let mut ev = event(&item, EventKind::Enqueued, Some(actor), now);
-    ev.detail = json!({ "kind": item.kind, "priority": item.priority, "available_at": available_at });
+    ev.detail =
+        json!({ "kind": item.kind, "priority": item.priority, "available_at": available_at });
     (item, ev)
 }
 

@@ -29,7 +29,14 @@ fn new_item() -> Item {
 }
 
 fn req(holder: &str, secs: u32) -> ClaimRequest {
-    ClaimRequest::new(QueueName::new("q").unwrap(), vec![], holder.into(), secs, None).unwrap()
+    ClaimRequest::new(
+        QueueName::new("q").unwrap(),
+        vec![],
+        holder.into(),
+        secs,
+        None,
+    )
+    .unwrap()
 }
 
 fn done(token: FencingToken, outcome: &str) -> CompleteRequest {
@@ -50,7 +57,15 @@ fn claim_issues_increasing_tokens_and_an_expiry() {
         claim(&mut item, &req("bob", 60), t0()),
         Err(Error::WrongState { .. })
     ));
-    release(&mut item, "alice", FencingToken(1), Duration::zero(), &QueueConfig::default(), t0()).unwrap();
+    release(
+        &mut item,
+        "alice",
+        FencingToken(1),
+        Duration::zero(),
+        &QueueConfig::default(),
+        t0(),
+    )
+    .unwrap();
     claim(&mut item, &req("bob", 60), t0()).unwrap();
     assert_eq!(item.token, FencingToken(2));
 }
@@ -60,25 +75,53 @@ fn heartbeat_extends_only_for_the_live_holder_with_the_current_token() {
     let mut item = new_item();
     claim(&mut item, &req("alice", 10), t0()).unwrap();
     let later = t0() + Duration::seconds(5);
-    heartbeat(&mut item, "alice", FencingToken(1), Duration::seconds(10), later).unwrap();
-    assert_eq!(item.lease.as_ref().unwrap().expires_at, later + Duration::seconds(10));
+    heartbeat(
+        &mut item,
+        "alice",
+        FencingToken(1),
+        Duration::seconds(10),
+        later,
+    )
+    .unwrap();
+    assert_eq!(
+        item.lease.as_ref().unwrap().expires_at,
+        later + Duration::seconds(10)
+    );
     assert!(matches!(
         heartbeat(&mut item, "bob", FencingToken(1), Duration::seconds(10), later),
         Err(Error::NotHolder { ref holder, .. }) if holder == "alice"
     ));
     assert!(matches!(
-        heartbeat(&mut item, "alice", FencingToken(0), Duration::seconds(10), later),
+        heartbeat(
+            &mut item,
+            "alice",
+            FencingToken(0),
+            Duration::seconds(10),
+            later
+        ),
         Err(Error::StaleToken { .. })
     ));
     assert!(matches!(
-        heartbeat(&mut item, "alice", FencingToken(7), Duration::seconds(10), later),
+        heartbeat(
+            &mut item,
+            "alice",
+            FencingToken(7),
+            Duration::seconds(10),
+            later
+        ),
         Err(Error::StaleToken { .. })
     ));
     // Expired (exactly at expiry counts as expired).
     let at_expiry = later + Duration::seconds(10);
     let before = item.clone();
     assert!(matches!(
-        heartbeat(&mut item, "alice", FencingToken(1), Duration::seconds(10), at_expiry),
+        heartbeat(
+            &mut item,
+            "alice",
+            FencingToken(1),
+            Duration::seconds(10),
+            at_expiry
+        ),
         Err(Error::StaleToken { .. })
     ));
     assert_eq!(item, before, "a refused heartbeat changes nothing");
@@ -86,12 +129,18 @@ fn heartbeat_extends_only_for_the_live_holder_with_the_current_token() {
 
 #[test]
 fn expiry_returns_to_ready_then_parks_after_max_attempts() {
-    let cfg = QueueConfig { max_attempts: 3, ..QueueConfig::default() };
+    let cfg = QueueConfig {
+        max_attempts: 3,
+        ..QueueConfig::default()
+    };
     let mut item = new_item();
     let mut now = t0();
     for attempt in 1..=3u32 {
         claim(&mut item, &req("alice", 1), now).unwrap();
-        assert!(expire(&mut item, &cfg, now).is_none(), "live lease does not expire");
+        assert!(
+            expire(&mut item, &cfg, now).is_none(),
+            "live lease does not expire"
+        );
         now += Duration::seconds(1);
         let ev = expire(&mut item, &cfg, now).unwrap();
         assert_eq!(item.attempts, attempt);
@@ -104,10 +153,16 @@ fn expiry_returns_to_ready_then_parks_after_max_attempts() {
         }
         assert!(item.lease.is_none());
     }
-    assert!(matches!(claim(&mut item, &req("bob", 1), now), Err(Error::WrongState { .. })));
+    assert!(matches!(
+        claim(&mut item, &req("bob", 1), now),
+        Err(Error::WrongState { .. })
+    ));
     requeue(&mut item, "sup", now).unwrap();
     assert_eq!((item.state, item.attempts), (ItemState::Ready, 0));
-    assert!(requeue(&mut item, "sup", now).is_err(), "only parked items requeue");
+    assert!(
+        requeue(&mut item, "sup", now).is_err(),
+        "only parked items requeue"
+    );
 }
 
 #[test]
@@ -119,15 +174,42 @@ fn old_holder_is_refused_after_reclaim() {
     expire(&mut item, &cfg, now).unwrap();
     claim(&mut item, &req("bob", 60), now).unwrap();
     let before = item.clone();
-    let err = complete(&mut item, "alice", &done(FencingToken(1), "accepted"), &cfg, now).unwrap_err();
-    assert!(matches!(err, Error::StaleToken { presented: FencingToken(1), current: FencingToken(2), .. }));
+    let err = complete(
+        &mut item,
+        "alice",
+        &done(FencingToken(1), "accepted"),
+        &cfg,
+        now,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::StaleToken {
+            presented: FencingToken(1),
+            current: FencingToken(2),
+            ..
+        }
+    ));
     assert_eq!(item, before);
-    complete(&mut item, "bob", &done(FencingToken(2), "accepted"), &cfg, now).unwrap();
+    complete(
+        &mut item,
+        "bob",
+        &done(FencingToken(2), "accepted"),
+        &cfg,
+        now,
+    )
+    .unwrap();
     assert_eq!(item.state, ItemState::Done);
     assert_eq!(item.completion.as_ref().unwrap().by, "bob");
     // Completing twice is stale.
     assert!(matches!(
-        complete(&mut item, "bob", &done(FencingToken(2), "accepted"), &cfg, now),
+        complete(
+            &mut item,
+            "bob",
+            &done(FencingToken(2), "accepted"),
+            &cfg,
+            now
+        ),
         Err(Error::StaleToken { .. })
     ));
 }
@@ -148,10 +230,22 @@ fn complete_validates_outcome_and_escalation() {
         complete(&mut item, "alice", &bad, &cfg, t0()),
         Err(Error::Invalid { ref field, .. }) if field == "escalate_to"
     ));
-    let same = CompleteRequest::new(FencingToken(1), "escalated".into(), None, Some(QueueName::new("q").unwrap())).unwrap();
+    let same = CompleteRequest::new(
+        FencingToken(1),
+        "escalated".into(),
+        None,
+        Some(QueueName::new("q").unwrap()),
+    )
+    .unwrap();
     assert!(complete(&mut item, "alice", &same, &cfg, t0()).is_err());
     assert_eq!(item, before);
-    let esc = CompleteRequest::new(FencingToken(1), "escalated".into(), Some("needs L2".into()), to).unwrap();
+    let esc = CompleteRequest::new(
+        FencingToken(1),
+        "escalated".into(),
+        Some("needs L2".into()),
+        to,
+    )
+    .unwrap();
     let ev = complete(&mut item, "alice", &esc, &cfg, t0()).unwrap();
     assert_eq!(ev.kind, EventKind::Escalated);
     assert_eq!(ev.queue.as_str(), "q");
@@ -166,17 +260,35 @@ fn complete_validates_outcome_and_escalation() {
 
 #[test]
 fn release_with_delay_schedules_and_cools_down_for_the_releaser() {
-    let cfg = QueueConfig { skip_cooldown_seconds: 30, ..QueueConfig::default() };
+    let cfg = QueueConfig {
+        skip_cooldown_seconds: 30,
+        ..QueueConfig::default()
+    };
     let mut item = new_item();
     claim(&mut item, &req("alice", 60), t0()).unwrap();
-    release(&mut item, "alice", FencingToken(1), Duration::seconds(10), &cfg, t0()).unwrap();
+    release(
+        &mut item,
+        "alice",
+        FencingToken(1),
+        Duration::seconds(10),
+        &cfg,
+        t0(),
+    )
+    .unwrap();
     assert_eq!(item.state, ItemState::Scheduled);
     assert!(!promote(&mut item, t0() + Duration::seconds(9)));
     assert!(promote(&mut item, t0() + Duration::seconds(10)));
     let at = t0() + Duration::seconds(10);
     assert!(claimable(&item, &req("bob", 60), at));
-    assert!(!claimable(&item, &req("alice", 60), at), "not straight back to alice");
-    assert!(claimable(&item, &req("alice", 60), t0() + Duration::seconds(30)));
+    assert!(
+        !claimable(&item, &req("alice", 60), at),
+        "not straight back to alice"
+    );
+    assert!(claimable(
+        &item,
+        &req("alice", 60),
+        t0() + Duration::seconds(30)
+    ));
 }
 
 #[test]
@@ -200,7 +312,13 @@ fn revoke_makes_the_token_stale() {
     assert_eq!(ev.detail["holder"], "alice");
     assert_eq!(item.state, ItemState::Ready);
     assert!(matches!(
-        complete(&mut item, "alice", &done(FencingToken(1), "accepted"), &cfg, t0()),
+        complete(
+            &mut item,
+            "alice",
+            &done(FencingToken(1), "accepted"),
+            &cfg,
+            t0()
+        ),
         Err(Error::StaleToken { .. })
     ));
 }
@@ -216,13 +334,29 @@ fn request_validation() {
     let big = json!("x".repeat(limits::MAX_PAYLOAD_BYTES));
     assert!(NewItem::new(q.clone(), k.clone(), big, 0, 0, None).is_err());
     assert!(NewItem::new(q.clone(), k.clone(), json!({}), 0, 0, Some(String::new())).is_err());
-    assert!(NewItem::new(q.clone(), k.clone(), json!({}), 0, limits::MAX_DELAY_SECONDS + 1, None).is_err());
+    assert!(
+        NewItem::new(
+            q.clone(),
+            k.clone(),
+            json!({}),
+            0,
+            limits::MAX_DELAY_SECONDS + 1,
+            None
+        )
+        .is_err()
+    );
     let kinds = vec![k; limits::MAX_KINDS + 1];
     assert!(ClaimRequest::new(q, kinds, "a".into(), 60, None).is_err());
     assert!(QueueConfig::default().validate().is_ok());
-    let bad = QueueConfig { escalation_outcome: Some("nope".into()), ..QueueConfig::default() };
+    let bad = QueueConfig {
+        escalation_outcome: Some("nope".into()),
+        ..QueueConfig::default()
+    };
     assert!(bad.validate().is_err());
-    let bad = QueueConfig { max_attempts: 0, ..QueueConfig::default() };
+    let bad = QueueConfig {
+        max_attempts: 0,
+        ..QueueConfig::default()
+    };
     assert!(bad.validate().is_err());
 }
 
