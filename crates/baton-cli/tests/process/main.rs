@@ -1,0 +1,8 @@
+//! Tests of the real `baton` binary: the server is started as a child
+//! process over a fresh SQLite file, driven over HTTP, killed and
+//! restarted. One test binary; the harness is in [`harness`].
+
+mod durability;
+mod expiry;
+mod harness;
+mod race;
