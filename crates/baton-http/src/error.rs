@@ -1,0 +1,404 @@
+//! Every refusal and failure of the HTTP API as one type, [`ApiError`],
+//! answered as an RFC 9457 problem document (`application/problem+json`).
+//!
+//! Each kind of problem has a stable `type` URI, `urn:baton:problem:<slug>`,
+//! that clients may match on; `title` is fixed per kind, `detail` explains
+//! this occurrence, and some kinds carry extension members (a stale token
+//! names the item and both tokens, an invalid request names the field).
+//!
+//! This is the one place that maps [`baton::Error`] to HTTP statuses. A
+//! store failure that is not retryable is logged here with its cause and
+//! shown to the client as a bare 500: nothing internal leaks.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton::{Error, FencingToken, ItemId, ItemState};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Prefix of every problem `type`.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:baton:problem:";
+
+/// An RFC 9457 problem document, as sent to clients.
+///
+/// The extension members are present only for the kinds of problem that
+/// define them.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem,
+    /// `urn:baton:problem:<slug>`, e.g. `urn:baton:problem:stale-token`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    /// Short summary of the kind of problem; the same for every
+    /// occurrence.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong this time, for people.
+    pub detail: String,
+    /// `invalid`, `malformed-request`: the request field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `stale-token`, `not-holder`, `wrong-state`: the item concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<ItemId>,
+    /// `stale-token`: the fencing token the caller presented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub presented: Option<FencingToken>,
+    /// `stale-token`: the item's current fencing token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub current: Option<FencingToken>,
+    /// `not-holder`: who holds the lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// `wrong-state`: the item's current state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<ItemState>,
+}
+
+/// The kinds of problem the API answers with: status, slug and title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// 400: the request could not be read (bad JSON, bad path or query).
+    Malformed,
+    /// 401: no bearer token, or an unknown one.
+    Unauthorized,
+    /// 403: the caller's role does not allow the action.
+    Forbidden,
+    /// 403: the caller does not hold the lease it acts with.
+    NotHolder,
+    /// 404: no such item, queue or principal.
+    NotFound,
+    /// 404: no such route.
+    UnknownRoute,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409: the fencing token is no longer current.
+    StaleToken,
+    /// 409: the item's state does not allow the action.
+    WrongState,
+    /// 409: the name is taken.
+    AlreadyExists,
+    /// 413: the body is over the limit.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 422: a field is invalid.
+    Invalid,
+    /// 500: a bug or corruption; details are in the server log.
+    Internal,
+    /// 503: the store is unavailable for now; retry.
+    Unavailable,
+    /// 503: the server is shutting down; retry (on another instance).
+    ShuttingDown,
+}
+
+impl ProblemKind {
+    /// Every kind, for documentation and tests.
+    pub const ALL: [ProblemKind; 16] = [
+        ProblemKind::Malformed,
+        ProblemKind::Unauthorized,
+        ProblemKind::Forbidden,
+        ProblemKind::NotHolder,
+        ProblemKind::NotFound,
+        ProblemKind::UnknownRoute,
+        ProblemKind::MethodNotAllowed,
+        ProblemKind::StaleToken,
+        ProblemKind::WrongState,
+        ProblemKind::AlreadyExists,
+        ProblemKind::PayloadTooLarge,
+        ProblemKind::UnsupportedMediaType,
+        ProblemKind::Invalid,
+        ProblemKind::Internal,
+        ProblemKind::Unavailable,
+        ProblemKind::ShuttingDown,
+    ];
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        use ProblemKind::*;
+        match self {
+            Malformed => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden | NotHolder => StatusCode::FORBIDDEN,
+            NotFound | UnknownRoute => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            StaleToken | WrongState | AlreadyExists => StatusCode::CONFLICT,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable slug; the problem `type` is `urn:baton:problem:<slug>`.
+    pub fn slug(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            Malformed => "malformed-request",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            NotHolder => "not-holder",
+            NotFound => "not-found",
+            UnknownRoute => "unknown-route",
+            MethodNotAllowed => "method-not-allowed",
+            StaleToken => "stale-token",
+            WrongState => "wrong-state",
+            AlreadyExists => "already-exists",
+            PayloadTooLarge => "payload-too-large",
+            UnsupportedMediaType => "unsupported-media-type",
+            Invalid => "invalid",
+            Internal => "internal",
+            Unavailable => "unavailable",
+            ShuttingDown => "shutting-down",
+        }
+    }
+
+    /// The fixed title.
+    pub fn title(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            Malformed => "Malformed request",
+            Unauthorized => "Authentication required",
+            Forbidden => "Not allowed for your role",
+            NotHolder => "You do not hold this lease",
+            NotFound => "Not found",
+            UnknownRoute => "No such route",
+            MethodNotAllowed => "Method not allowed",
+            StaleToken => "Stale fencing token",
+            WrongState => "Item is in the wrong state",
+            AlreadyExists => "Already exists",
+            PayloadTooLarge => "Request body too large",
+            UnsupportedMediaType => "Unsupported media type",
+            Invalid => "Invalid field",
+            Internal => "Internal error",
+            Unavailable => "Temporarily unavailable",
+            ShuttingDown => "Shutting down",
+        }
+    }
+
+    /// The full `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("{PROBLEM_TYPE_PREFIX}{}", self.slug())
+    }
+}
+
+/// A refused or failed request: a problem document plus the headers that
+/// go with it (`WWW-Authenticate`, `Retry-After`).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    // Boxed: results carrying an `ApiError` stay small.
+    problem: Box<Problem>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// A problem of `kind` with `detail`.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            problem: Box::new(Problem {
+                type_uri: kind.type_uri(),
+                title: kind.title(),
+                status: kind.status().as_u16(),
+                detail: detail.into(),
+                field: None,
+                item: None,
+                presented: None,
+                current: None,
+                holder: None,
+                state: None,
+            }),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 Malformed request.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(ProblemKind::Malformed, detail)
+    }
+
+    /// 401, with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(detail: impl Into<String>, invalid_token: bool) -> Self {
+        let challenge = if invalid_token {
+            HeaderValue::from_static("Bearer realm=\"baton\", error=\"invalid_token\"")
+        } else {
+            HeaderValue::from_static("Bearer realm=\"baton\"")
+        };
+        Self::new(ProblemKind::Unauthorized, detail)
+            .with_header(header::WWW_AUTHENTICATE, challenge)
+    }
+
+    /// 500, logging `cause` (never shown to the client).
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            ProblemKind::Internal,
+            "the server failed to handle the request; the cause is in its log",
+        )
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(
+        kind: ProblemKind,
+        detail: impl Into<String>,
+        retry_after_secs: u32,
+    ) -> Self {
+        let value = HeaderValue::from(retry_after_secs);
+        Self::new(kind, detail).with_header(header::RETRY_AFTER, value)
+    }
+
+    /// Names the request field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.problem.field = Some(field.into());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The problem document.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let detail = e.to_string();
+        match e {
+            Error::NotFound { .. } => Self::new(ProblemKind::NotFound, detail),
+            Error::StaleToken {
+                item,
+                presented,
+                current,
+                ..
+            } => {
+                let mut err = Self::new(ProblemKind::StaleToken, detail);
+                err.problem.item = Some(item);
+                err.problem.presented = Some(presented);
+                err.problem.current = Some(current);
+                err
+            }
+            Error::NotHolder { item, holder } => {
+                let mut err = Self::new(ProblemKind::NotHolder, detail);
+                err.problem.item = Some(item);
+                err.problem.holder = Some(holder);
+                err
+            }
+            Error::Forbidden(_) => Self::new(ProblemKind::Forbidden, detail),
+            Error::Invalid { field, .. } => {
+                Self::new(ProblemKind::Invalid, detail).with_field(field)
+            }
+            Error::WrongState { item, state, .. } => {
+                let mut err = Self::new(ProblemKind::WrongState, detail);
+                err.problem.item = Some(item);
+                err.problem.state = Some(state);
+                err
+            }
+            Error::AlreadyExists(_) => Self::new(ProblemKind::AlreadyExists, detail),
+            Error::Store(s) if s.retryable => {
+                tracing::warn!(error = %s.message, "store unavailable; answering 503");
+                Self::unavailable(
+                    ProblemKind::Unavailable,
+                    "the store is temporarily unavailable; retry shortly",
+                    1,
+                )
+            }
+            Error::Store(s) => Self::internal(s.message),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        match r {
+            PathRejection::FailedToDeserializePathParams(e) => {
+                Self::malformed(format!("bad path parameter: {}", e.body_text()))
+            }
+            other => Self::internal(format!("path extraction failed: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::malformed(format!("bad query string: {}", r.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                ProblemKind::PayloadTooLarge,
+                "the request body is larger than the server accepts",
+            )
+        } else {
+            Self::malformed(format!(
+                "could not read the request body: {}",
+                r.body_text()
+            ))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match serde_json::to_vec(&*self.problem) {
+            Ok(b) => b,
+            // Serializing plain strings and numbers cannot fail; keep a
+            // valid answer anyway.
+            Err(_) => br#"{"type":"urn:baton:problem:internal","title":"Internal error","status":500,"detail":""}"#.to_vec(),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.problem.status, self.problem.title, self.problem.detail
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Renames the field of an [`Error::Invalid`] (the core names a queue name
+/// `queue`; in a completion it is `escalate_to`).
+pub(crate) fn in_field(field: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Invalid { reason, .. } => Error::Invalid {
+            field: field.to_owned(),
+            reason,
+        },
+        other => other,
+    }
+}
