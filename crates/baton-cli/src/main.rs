@@ -82,7 +82,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { db } => {
-            Engine::open(&db.db).await.context("migrating the database")?;
+            Engine::open(&db.db)
+                .await
+                .context("migrating the database")?;
             eprintln!("{}: schema is up to date", db.db);
             Ok(())
         }
@@ -102,10 +104,18 @@ async fn serve(db: &str, listen: SocketAddr) -> anyhow::Result<()> {
         println!("  {token}");
         println!("Create more with: baton token create --db {db} --name NAME --role ROLE");
     }
-    println!("Baton is listening on http://{addr}  (API under /v1, OpenAPI at http://{addr}/openapi.json; database {db})");
+    println!(
+        "Baton is listening on http://{addr}  (API under /v1, OpenAPI at http://{addr}/openapi.json; database {db})"
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    baton_http::serve(listener, engine, baton_http::HttpSettings::default(), shutdown).await?;
+    baton_http::serve(
+        listener,
+        engine,
+        baton_http::HttpSettings::default(),
+        shutdown,
+    )
+    .await?;
     eprintln!("Baton stopped cleanly");
     Ok(())
 }

@@ -31,7 +31,10 @@ async fn acknowledged_completions_survive_kill_9() {
                 let id = body["item"]["id"].as_i64().unwrap();
                 let token = body["lease"]["token"].as_i64().unwrap();
                 let (status, _) = op
-                    .post(&format!("/v1/items/{id}/complete"), json!({"token": token, "outcome": "rejected"}))
+                    .post(
+                        &format!("/v1/items/{id}/complete"),
+                        json!({"token": token, "outcome": "rejected"}),
+                    )
                     .await;
                 if status == StatusCode::OK {
                     acked.lock().unwrap().push((id, token));
@@ -53,18 +56,33 @@ async fn acknowledged_completions_survive_kill_9() {
     assert!(acked.len() >= acked_at_kill.len());
 
     let server = Server::start(&db);
-    assert!(server.admin_token.is_none(), "a restart does not create a second admin");
+    assert!(
+        server.admin_token.is_none(),
+        "a restart does not create a second admin"
+    );
     let admin = Api::new(&server.url, &admin_token);
     for (id, token) in &acked {
         let (status, item) = admin.get(&format!("/v1/items/{id}")).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(item["state"], "done", "acknowledged completion of {id} lost: {item}");
+        assert_eq!(
+            item["state"], "done",
+            "acknowledged completion of {id} lost: {item}"
+        );
         assert_eq!(item["completion"]["outcome"], "rejected");
         assert_eq!(item["token"], *token);
     }
     let stats = admin.get("/v1/queues").await.1;
-    let q = stats.as_array().unwrap().iter().find(|q| q["queue"] == "d").unwrap().clone();
-    let total: u64 = ["ready", "leased", "done", "parked", "scheduled"].iter().map(|k| q[*k].as_u64().unwrap()).sum();
+    let q = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "d")
+        .unwrap()
+        .clone();
+    let total: u64 = ["ready", "leased", "done", "parked", "scheduled"]
+        .iter()
+        .map(|k| q[*k].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 400, "no item lost or duplicated: {q}");
 }
 

@@ -65,7 +65,10 @@ impl Server {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         assert!(ok.success());
         self.child.wait().expect("wait")
     }
@@ -105,7 +108,12 @@ impl Api {
     }
 
     /// Sends a request; returns status and JSON body (Null when empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.url))

@@ -32,7 +32,10 @@ async fn operator(api: Api, name: String, seed: u64, log: Arc<Mutex<Vec<Claim>>>
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     loop {
         let (status, body) = api
-            .post("/v1/queues/race/claim", json!({"lease_seconds": 300, "wait_seconds": 1}))
+            .post(
+                "/v1/queues/race/claim",
+                json!({"lease_seconds": 300, "wait_seconds": 1}),
+            )
             .await;
         if status == StatusCode::NO_CONTENT {
             // Nothing for me; stop only when nothing is left for anyone.
@@ -42,7 +45,9 @@ async fn operator(api: Api, name: String, seed: u64, log: Arc<Mutex<Vec<Claim>>>
                 .and_then(|a| a.iter().find(|q| q["queue"] == "race"))
                 .cloned()
                 .expect("race queue stats");
-            let open = q["ready"].as_u64().unwrap() + q["leased"].as_u64().unwrap() + q["scheduled"].as_u64().unwrap();
+            let open = q["ready"].as_u64().unwrap()
+                + q["leased"].as_u64().unwrap()
+                + q["scheduled"].as_u64().unwrap();
             if open == 0 {
                 return;
             }
@@ -58,12 +63,26 @@ async fn operator(api: Api, name: String, seed: u64, log: Arc<Mutex<Vec<Claim>>>
         let (path, req) = if release {
             (format!("/v1/items/{item}/release"), json!({"token": token}))
         } else {
-            (format!("/v1/items/{item}/complete"), json!({"token": token, "outcome": "accepted"}))
+            (
+                format!("/v1/items/{item}/complete"),
+                json!({"token": token, "outcome": "accepted"}),
+            )
         };
         let (status, done) = api.post(&path, req).await;
         assert_eq!(status, StatusCode::OK, "{done}");
-        let to = if release { ts(&done["updated_at"]) } else { ts(&done["completion"]["at"]) };
-        log.lock().unwrap().push(Claim { item, holder: name.clone(), token, from, to, completed: !release });
+        let to = if release {
+            ts(&done["updated_at"])
+        } else {
+            ts(&done["completion"]["at"])
+        };
+        log.lock().unwrap().push(Claim {
+            item,
+            holder: name.clone(),
+            token,
+            from,
+            to,
+            completed: !release,
+        });
     }
 }
 
@@ -79,7 +98,12 @@ async fn sixty_four_operators_never_share_an_item() {
     for i in 0..OPERATORS {
         let name = format!("op{i}");
         let api = admin.principal(&name, "operator").await;
-        tasks.push(tokio::spawn(operator(api, name, 0xBA70 + i as u64, log.clone())));
+        tasks.push(tokio::spawn(operator(
+            api,
+            name,
+            0xBA70 + i as u64,
+            log.clone(),
+        )));
     }
     for t in tasks {
         t.await.expect("operator task");
@@ -99,10 +123,19 @@ async fn sixty_four_operators_never_share_an_item() {
             1,
             "item {id} completed exactly once: {claims:?}"
         );
-        assert!(claims.last().unwrap().completed, "completion is the last claim of {id}");
+        assert!(
+            claims.last().unwrap().completed,
+            "completion is the last claim of {id}"
+        );
         for pair in claims.windows(2) {
-            assert!(pair[0].token < pair[1].token, "tokens strictly increase: {pair:?}");
-            assert!(pair[0].to <= pair[1].from, "leases of item {id} overlap: {pair:?}");
+            assert!(
+                pair[0].token < pair[1].token,
+                "tokens strictly increase: {pair:?}"
+            );
+            assert!(
+                pair[0].to <= pair[1].from,
+                "leases of item {id} overlap: {pair:?}"
+            );
         }
     }
     // The server's own history agrees: as many claims as we saw, one completion.
@@ -122,7 +155,12 @@ async fn sixty_four_operators_never_share_an_item() {
         assert_eq!(holders, ours);
     }
     let (_, stats) = admin.get("/v1/queues").await;
-    let q = stats.as_array().unwrap().iter().find(|q| q["queue"] == "race").unwrap();
+    let q = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "race")
+        .unwrap();
     assert_eq!(q["done"], ITEMS as u64);
     assert_eq!(q["ready"], 0);
 }

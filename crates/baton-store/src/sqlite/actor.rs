@@ -66,9 +66,7 @@ impl Writer {
 }
 
 fn exec(conn: &Connection, sql: &str) -> Option<StoreError> {
-    conn.execute_batch(sql)
-        .err()
-        .map(super::rows::store_err)
+    conn.execute_batch(sql).err().map(super::rows::store_err)
 }
 
 fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
