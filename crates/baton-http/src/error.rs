@@ -402,3 +402,112 @@ pub(crate) fn in_field(field: &str) -> impl Fn(Error) -> Error + '_ {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton::StoreError;
+
+    fn answer(e: Error) -> (StatusCode, HeaderValue, Option<HeaderValue>, Problem) {
+        let api = ApiError::from(e);
+        let problem = (*api.problem).clone();
+        let response = api.into_response();
+        let content_type = response.headers()[header::CONTENT_TYPE].clone();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        (response.status(), content_type, retry, problem)
+    }
+
+    #[test]
+    fn every_core_error_has_one_status_and_type() {
+        let cases = [
+            (Error::not_found("item", 7), 404, "not-found"),
+            (
+                Error::StaleToken {
+                    item: 7,
+                    presented: FencingToken(1),
+                    current: FencingToken(2),
+                    reason: "claimed again".into(),
+                },
+                409,
+                "stale-token",
+            ),
+            (
+                Error::NotHolder {
+                    item: 7,
+                    holder: "bob".into(),
+                },
+                403,
+                "not-holder",
+            ),
+            (Error::Forbidden("no".into()), 403, "forbidden"),
+            (Error::invalid("lease_seconds", "too long"), 422, "invalid"),
+            (
+                Error::WrongState {
+                    item: 7,
+                    state: ItemState::Ready,
+                    reason: "not parked".into(),
+                },
+                409,
+                "wrong-state",
+            ),
+            (Error::AlreadyExists("alice".into()), 409, "already-exists"),
+        ];
+        for (e, status, slug) in cases {
+            let (s, ct, _, p) = answer(e);
+            assert_eq!(s.as_u16(), status);
+            assert_eq!(ct, PROBLEM_JSON);
+            assert_eq!(p.type_uri, format!("urn:baton:problem:{slug}"));
+            assert_eq!(p.status, status);
+        }
+    }
+
+    #[test]
+    fn extension_members_carry_the_details() {
+        let (_, _, _, p) = answer(Error::StaleToken {
+            item: 7,
+            presented: FencingToken(1),
+            current: FencingToken(2),
+            reason: "claimed again".into(),
+        });
+        assert_eq!(
+            (p.item, p.presented, p.current),
+            (Some(7), Some(FencingToken(1)), Some(FencingToken(2)))
+        );
+        let (_, _, _, p) = answer(Error::invalid("outcome", "unknown"));
+        assert_eq!(p.field.as_deref(), Some("outcome"));
+        let (_, _, _, p) = answer(Error::NotHolder {
+            item: 7,
+            holder: "bob".into(),
+        });
+        assert_eq!(p.holder.as_deref(), Some("bob"));
+        let (_, _, _, p) = answer(Error::WrongState {
+            item: 7,
+            state: ItemState::Leased,
+            reason: "x".into(),
+        });
+        assert_eq!(p.state, Some(ItemState::Leased));
+        let json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("field").is_none(), "absent members are left out");
+    }
+
+    #[test]
+    fn store_failures_are_503_when_retryable_and_500_showing_nothing_internal() {
+        let (s, _, retry, p) = answer(Error::Store(StoreError::retryable("database is locked")));
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry, Some(HeaderValue::from_static("1")));
+        assert_eq!(p.type_uri, "urn:baton:problem:unavailable");
+        assert!(!p.detail.contains("locked"));
+        let (s, _, retry, p) = answer(Error::Store(StoreError::fatal("disk image is malformed")));
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry, None);
+        assert!(!p.detail.contains("malformed"), "{}", p.detail);
+    }
+
+    #[test]
+    fn every_kind_has_a_distinct_slug() {
+        let mut slugs: Vec<_> = ProblemKind::ALL.iter().map(|k| k.slug()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), ProblemKind::ALL.len());
+    }
+}

@@ -149,6 +149,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-fn panicked(_: Box<dyn Any + Send + 'static>) -> Response {
-    ApiError::internal("a request handler panicked").into_response()
+fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    ApiError::internal(format_args!("a request handler panicked: {message}")).into_response()
 }

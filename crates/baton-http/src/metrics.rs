@@ -54,8 +54,24 @@ fn install() -> PrometheusHandle {
         );
     }
     describe();
+    // Counters exist from the start (at 0), so a rate over them is defined
+    // before the first event. Labelled ones appear with their first label.
+    for name in UNLABELLED_ENGINE_COUNTERS {
+        counter!(*name).increment(0);
+    }
     handle
 }
+
+/// The engine's counters that carry no label.
+const UNLABELLED_ENGINE_COUNTERS: &[&str] = &[
+    "baton_claims_total",
+    "baton_releases_total",
+    "baton_revocations_total",
+    "baton_leases_expired_total",
+    "baton_items_parked_total",
+    "baton_items_enqueued_total",
+    "baton_stale_token_refusals_total",
+];
 
 fn describe() {
     describe_counter!(
