@@ -18,9 +18,11 @@
 //!
 //! Code map: [`auth`] (who is calling), [`extract`] (bodies, paths and
 //! queries whose rejections are problems), [`error`] (every problem),
-//! `routes` (the handlers, one module per resource), [`openapi`] (the
-//! document's fixed parts), [`metrics`](crate::metrics) (the recorder and
+//! `routes` (the handlers, one module per resource), [`mod@openapi`] (the
+//! document's fixed parts), [`metrics`] (the recorder and
 //! the request middleware).
+
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod error;
