@@ -2,9 +2,10 @@
 //! opens the store, and hands over to `baton-http` or the engine.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
-use baton::{Engine, Role};
+use baton::{Engine, Role, StoreSettings, redact};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -16,12 +17,44 @@ struct Cli {
     command: Command,
 }
 
-/// Where the database is.
+/// Where the database is, and how to connect to it.
 #[derive(clap::Args)]
 struct DbArg {
-    /// Database URL: `sqlite://PATH` (created if missing).
+    /// Database URL: `sqlite://PATH` (created if missing; one server only),
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` or
+    /// `mysql://USER:PASSWORD@HOST:PORT/DB` (MariaDB too; several servers
+    /// may share one). TLS options go in the URL (`sslmode=verify-full`,
+    /// `sslrootcert=PATH` for PostgreSQL; `ssl-mode=VERIFY_IDENTITY`,
+    /// `ssl-ca=PATH` for MySQL).
     #[arg(long, env = "BATON_DB", default_value = "sqlite://baton.db")]
     db: String,
+    /// PostgreSQL/MySQL: most connections this server opens.
+    #[arg(long, env = "BATON_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_max_connections: u32,
+    /// PostgreSQL/MySQL: seconds a request waits for a connection (or for
+    /// the database to come back) before it is answered 503.
+    #[arg(long, env = "BATON_DB_ACQUIRE_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    db_acquire_timeout: u64,
+    /// PostgreSQL/MySQL: seconds one statement may run before the database
+    /// cancels it.
+    #[arg(long, env = "BATON_DB_STATEMENT_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    db_statement_timeout: u64,
+}
+
+impl DbArg {
+    async fn open(&self) -> anyhow::Result<Engine> {
+        let settings = StoreSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
+            statement_timeout: Duration::from_secs(self.db_statement_timeout),
+        };
+        Engine::open_with(&self.db, &settings)
+            .await
+            .with_context(|| format!("opening {}", redact(&self.db)))
+    }
 }
 
 #[derive(Subcommand)]
@@ -72,29 +105,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { db, listen } => serve(&db.db, listen).await,
+        Command::Serve { db, listen } => serve(&db, listen).await,
         Command::Token {
             command: TokenCommand::Create { db, name, role },
         } => {
-            let engine = Engine::open(&db.db).await.context("opening the database")?;
+            let engine = db.open().await?;
             let (_, token) = engine.bootstrap_principal(&name, role).await?;
             println!("{token}");
             Ok(())
         }
         Command::Migrate { db } => {
-            Engine::open(&db.db)
-                .await
-                .context("migrating the database")?;
-            eprintln!("{}: schema is up to date", db.db);
+            db.open().await.context("migrating the database")?;
+            eprintln!("{}: schema is up to date", redact(&db.db));
             Ok(())
         }
     }
 }
 
-async fn serve(db: &str, listen: SocketAddr) -> anyhow::Result<()> {
-    let engine = Engine::open(db)
-        .await
-        .with_context(|| format!("opening {db}"))?;
+async fn serve(db_arg: &DbArg, listen: SocketAddr) -> anyhow::Result<()> {
+    let engine = db_arg.open().await?;
+    let db = redact(&db_arg.db);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -10,6 +10,9 @@
 //! Behaviour is specified by the conformance suite in `baton-testkit`,
 //! which every backend runs.
 
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
 use async_trait::async_trait;
 use chrono::Duration;
 
@@ -18,11 +21,47 @@ use crate::{
     NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role, SweepReport, Timestamp,
 };
 
+/// How news of available work reaches waiting claimers in *other*
+/// processes sharing the same database. Claimers in the same process are
+/// always woken directly by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeups {
+    /// The database is used by one process only (embedded SQLite): the
+    /// engine's own wake-ups are all there is.
+    Local,
+    /// The store pushes news through [`Store::listen`] (PostgreSQL
+    /// `LISTEN`/`NOTIFY`).
+    Notify,
+    /// The database cannot push: the engine re-checks queues that have
+    /// waiting claimers at this interval (MySQL/MariaDB), so a claimer
+    /// waiting in one process learns of work enqueued through another
+    /// within one interval.
+    Poll(StdDuration),
+}
+
+/// Called by a listening store with the queue in which work may have
+/// become claimable, or `None` when news may have been missed (the
+/// connection was lost) and every waiting claimer should look again.
+pub type WorkCallback = Arc<dyn Fn(Option<&QueueName>) + Send + Sync>;
+
 /// A durable home for Baton's state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs and metrics (`sqlite`, `postgres`, ...).
     fn backend(&self) -> &'static str;
+
+    /// How other processes learn that work became available.
+    fn wakeups(&self) -> Wakeups {
+        Wakeups::Local
+    }
+
+    /// For [`Wakeups::Notify`] stores: starts delivering news of work
+    /// committed by any process to `on_work`, until the store is dropped.
+    /// Other stores ignore it.
+    async fn listen(&self, on_work: WorkCallback) -> Result<()> {
+        let _ = on_work;
+        Ok(())
+    }
 
     // ---- work queues ----
 

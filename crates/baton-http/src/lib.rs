@@ -121,7 +121,10 @@ pub async fn serve(
     settings: HttpSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let sweeper = engine.spawn_sweeper(shutdown.clone());
+    let sweeper = engine
+        .spawn_sweeper(shutdown.clone())
+        .await
+        .map_err(std::io::Error::other)?;
     let app = app(engine, settings, shutdown.clone());
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

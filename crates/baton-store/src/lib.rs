@@ -7,21 +7,41 @@ use std::sync::Arc;
 
 use baton_core::{Error, Result, Store};
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
-/// Opens the store at `url` and applies pending migrations.
-///
-/// - `sqlite://PATH` (or a bare path ending in `.db`): embedded SQLite in WAL
-///   mode; the file is created if missing.
+pub use sql::{StoreSettings, redact};
+
+/// Opens the store at `url` with default [`StoreSettings`] and applies
+/// pending migrations. See [`open_with`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, &StoreSettings::default()).await
+}
+
+/// Opens the store at `url` and applies pending migrations:
+///
+/// - `sqlite://PATH`: embedded SQLite in WAL mode; the file is created if
+///   missing. One process only.
+/// - `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`):
+///   PostgreSQL, shareable by several Baton servers.
+///
+/// `settings` size the connection pool of server databases.
+pub async fn open_with(url: &str, settings: &StoreSettings) -> Result<Arc<dyn Store>> {
     if let Some(path) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     {
         return Ok(Arc::new(sqlite::SqliteStore::open(path).await?));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::open(url, settings).await?));
+    }
     Err(Error::invalid(
         "db",
-        format!("unsupported database URL {url:?}; expected sqlite://PATH"),
+        format!(
+            "unsupported database URL {}; expected sqlite://PATH or postgres://...",
+            redact(url)
+        ),
     ))
 }

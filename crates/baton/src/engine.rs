@@ -8,8 +8,8 @@ use std::time::Duration as StdDuration;
 use baton_core::{
     Action, ClaimRequest, Claimed, Clock, CompleteRequest, Error, FencingToken, Item, ItemEvent,
     ItemFilter, ItemId, ItemState, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result,
-    Role, Store, SweepReport, SystemClock, Timestamp, delay_duration, identity, lease_duration,
-    limits,
+    Role, Store, SweepReport, SystemClock, Timestamp, Wakeups, delay_duration, identity,
+    lease_duration, limits,
 };
 use chrono::Duration;
 use metrics::counter;
@@ -63,10 +63,17 @@ impl Engine {
         }
     }
 
-    /// Opens (and migrates) the store at `url` (`sqlite://path`) with the
-    /// system clock and default settings.
+    /// Opens (and migrates) the store at `url` with default settings; see
+    /// [`Engine::open_with`].
     pub async fn open(url: &str) -> Result<Self> {
-        let store = baton_store::open(url).await?;
+        Self::open_with(url, &baton_store::StoreSettings::default()).await
+    }
+
+    /// Opens (and migrates) the store at `url` (`sqlite://path`,
+    /// `postgres://...`, `mysql://...`) with connection-pool `settings`,
+    /// the system clock and default engine settings.
+    pub async fn open_with(url: &str, settings: &baton_store::StoreSettings) -> Result<Self> {
+        let store = baton_store::open_with(url, settings).await?;
         Ok(Self::new(
             store,
             Arc::new(SystemClock),
@@ -301,10 +308,46 @@ impl Engine {
         Ok(report)
     }
 
-    /// Runs [`Engine::sweep`] every `sweep_interval` until `shutdown`.
-    pub fn spawn_sweeper(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+    /// Runs [`Engine::sweep`] every `sweep_interval` until `shutdown`, and
+    /// keeps waiting claimers informed of work committed by other processes
+    /// sharing the database (see [`Wakeups`]): by the store's notifications
+    /// where it has them, otherwise by re-checking queues that have waiting
+    /// claimers.
+    ///
+    /// Several processes may sweep the same database at once: every store
+    /// sweeps idempotently, skipping rows another sweeper holds.
+    pub async fn spawn_sweeper(&self, shutdown: CancellationToken) -> Result<JoinHandle<()>> {
+        match self.inner.store.wakeups() {
+            Wakeups::Local => {}
+            Wakeups::Notify => {
+                let waiters = self.inner.waiters.clone();
+                self.inner
+                    .store
+                    .listen(Arc::new(move |queue: Option<&QueueName>| match queue {
+                        Some(q) => {
+                            waiters.wake(q, None, 1);
+                        }
+                        None => waiters.wake_all(),
+                    }))
+                    .await?;
+            }
+            Wakeups::Poll(every) => {
+                let engine = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tick.tick() => engine.poll_for_work().await,
+                        }
+                    }
+                });
+            }
+        }
         let engine = self.clone();
-        tokio::spawn(async move {
+        Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(engine.inner.settings.sweep_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -317,7 +360,28 @@ impl Engine {
                     }
                 }
             }
-        })
+        }))
+    }
+
+    /// For stores that cannot push news: wakes waiting claimers of queues
+    /// that have claimable work (which another process may have enqueued).
+    async fn poll_for_work(&self) {
+        let waiting = self.inner.waiters.counts();
+        if waiting.is_empty() {
+            return;
+        }
+        match self.inner.store.queue_stats(self.now()).await {
+            Ok(stats) => {
+                for (queue, n) in waiting {
+                    if let Some(s) = stats.iter().find(|s| s.queue == queue)
+                        && s.ready > 0
+                    {
+                        self.wake(&queue, None, s.ready.min(n as u64));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "polling for work failed; will retry"),
+        }
     }
 
     // ---- identity ----
@@ -385,8 +449,13 @@ impl Engine {
         if !self.inner.store.principals().await?.is_empty() {
             return Ok(None);
         }
-        let (_, token) = self.bootstrap_principal("admin", Role::Admin).await?;
-        Ok(Some(token))
+        match self.bootstrap_principal("admin", Role::Admin).await {
+            Ok((_, token)) => Ok(Some(token)),
+            // Another server sharing the database created it just now; it
+            // prints the token.
+            Err(Error::AlreadyExists(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     // ---- helpers ----

@@ -19,5 +19,6 @@ pub mod identity;
 mod waiters;
 
 pub use baton_core::*;
+pub use baton_store::{StoreSettings, redact};
 pub use engine::{Engine, EngineSettings};
 pub use identity::{generate_token, hash_token};

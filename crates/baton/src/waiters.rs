@@ -102,6 +102,14 @@ impl Waiters {
         woken
     }
 
+    /// Wakes every waiter of every queue (news may have been missed).
+    pub(crate) fn wake_all(&self) {
+        let queues: Vec<QueueName> = self.lock().queues.keys().cloned().collect();
+        for q in queues {
+            self.wake(&q, None, u64::MAX);
+        }
+    }
+
     /// How many claimers are waiting, per queue.
     pub(crate) fn counts(&self) -> Vec<(QueueName, usize)> {
         self.lock()

@@ -1,0 +1,329 @@
+//! What the server-database stores (PostgreSQL, MySQL/MariaDB) share: the
+//! column lists, the mapping of rows to domain values (generic over the
+//! sqlx driver), connection settings, and the transaction retry loop.
+//!
+//! Their SQL stays in their own modules: the dialects differ exactly where
+//! concurrency is decided (row locking, upserts, notifications).
+
+use std::time::Duration as StdDuration;
+
+use baton_core::clock::{from_millis, to_millis};
+use baton_core::{
+    Completion, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind, Lease, Principal,
+    QueueName, QueueStats, Result, Role, StoreError, Timestamp,
+};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// The columns of `items` and `done_items`, in the order [`item`] reads;
+/// a macro so that queries stay `&'static str` (`concat!`), which sqlx
+/// requires of SQL text.
+macro_rules! item_cols {
+    () => {
+        "id, queue, kind, payload, priority, state, available_at, \
+         dedupe_key, attempts, token, holder, claimed_at, lease_expires_at, released_by, \
+         released_until, created_at, updated_at, outcome, note, completed_by, completed_at"
+    };
+}
+pub(crate) use item_cols;
+
+/// The columns of `item_events`, in the order [`event`] reads.
+macro_rules! event_cols {
+    () => {
+        "item_id, at, kind, actor, token, queue, detail"
+    };
+}
+pub(crate) use event_cols;
+
+/// How many times a transaction that lost a race (serialization failure,
+/// deadlock, lock timeout, a unique key taken by a concurrent insert) is
+/// run again before the caller gets a retryable error (HTTP 503).
+pub(crate) const MAX_TX_ATTEMPTS: u32 = 20;
+
+/// Settings of a server database's connection pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Most connections the pool opens to the database.
+    pub max_connections: u32,
+    /// Longest a request waits for a free connection (or for the database
+    /// to come back) before it is answered 503 with `Retry-After`.
+    pub acquire_timeout: StdDuration,
+    /// Longest one statement may run before the database cancels it.
+    pub statement_timeout: StdDuration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: StdDuration::from_secs(5),
+            statement_timeout: StdDuration::from_secs(30),
+        }
+    }
+}
+
+/// A driver error that says the transaction lost a race with another one
+/// and should simply run again; carried inside [`Error::Store`] with this
+/// message prefix so the retry loop can tell it from other failures.
+pub(crate) const CONFLICT: &str = "transaction conflict: ";
+
+/// Whether `e` is a lost race that [`run_again`] retries.
+pub(crate) fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Store(s) if s.message.starts_with(CONFLICT))
+}
+
+/// Converts a driver error. `conflict` tells whether the database error
+/// code means "lost a race, run again"; connection-level failures (the
+/// database is down or restarting, the pool timed out) are retryable by
+/// the client, everything else is a bug or corruption.
+pub(crate) fn store_err(backend: &str, e: sqlx::Error, conflict: impl Fn(&str) -> bool) -> Error {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if conflict(&code) {
+                return StoreError::retryable(format!("{CONFLICT}{backend}: {e}")).into();
+            }
+            StoreError::fatal(format!("{backend}: {e}")).into()
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => {
+            StoreError::retryable(format!("{backend} unavailable: {e}")).into()
+        }
+        _ => StoreError::fatal(format!("{backend}: {e}")).into(),
+    }
+}
+
+/// Backs off a little before attempt `attempt` of a transaction that lost
+/// a race, with jitter so that the racers do not collide again.
+pub(crate) async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let cap = 1u64 << attempt.min(6);
+    let ms = rand::rng().random_range(0..=cap);
+    tokio::time::sleep(StdDuration::from_millis(ms)).await;
+}
+
+/// Runs `$body` (an expression using the connection `$c`, evaluating to a
+/// `Result`) in a transaction of `$pool`, committing on `Ok`, and running
+/// it again when it (or its commit) lost a race with another transaction.
+macro_rules! in_tx {
+    ($pool:expr, $err:path, |$c:ident| $body:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let mut tx = $pool.begin().await.map_err($err)?;
+            let result = {
+                let $c = &mut *tx;
+                $body
+            };
+            let result = match result {
+                Ok(v) => tx.commit().await.map(|()| v).map_err($err),
+                Err(e) => {
+                    // Rolling back explicitly returns the connection clean;
+                    // a failure here is the connection's, not the result's.
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e)
+                    if $crate::sql::is_conflict(&e) && attempt < $crate::sql::MAX_TX_ATTEMPTS =>
+                {
+                    $crate::sql::backoff(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use in_tx;
+
+fn bad(what: &str, e: impl std::fmt::Display) -> Error {
+    StoreError::fatal(format!("corrupt {what} in the database: {e}")).into()
+}
+
+/// Reads column `i` of a row, mapping a decoding failure to a fatal error.
+pub(crate) fn col<'r, R, T>(row: &'r R, i: usize) -> Result<T>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(i).map_err(|e| bad("column", e))
+}
+
+/// Reads an item from a row selected with [`item_cols!`].
+pub(crate) fn item<R>(row: &R) -> Result<Item>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let state: ItemState = col::<_, String>(row, 5)?.parse()?;
+    let holder: Option<String> = col(row, 10)?;
+    let token = FencingToken(col(row, 9)?);
+    let time = |i: usize| col::<_, i64>(row, i).map(from_millis);
+    let opt_time = |i: usize| Ok::<_, Error>(col::<_, Option<i64>>(row, i)?.map(from_millis));
+    let lease = match (holder, opt_time(11)?, opt_time(12)?) {
+        (Some(holder), Some(claimed_at), Some(expires_at)) if state == ItemState::Leased => {
+            Some(Lease {
+                token,
+                holder,
+                claimed_at,
+                expires_at,
+            })
+        }
+        _ => None,
+    };
+    let completion = match (
+        col::<_, Option<String>>(row, 17)?,
+        col::<_, Option<String>>(row, 19)?,
+        opt_time(20)?,
+    ) {
+        (Some(outcome), Some(by), Some(at)) => Some(Completion {
+            outcome,
+            note: col(row, 18)?,
+            by,
+            at,
+        }),
+        _ => None,
+    };
+    Ok(Item {
+        id: col(row, 0)?,
+        queue: QueueName::new(col::<_, String>(row, 1)?)?,
+        kind: Kind::new(col::<_, String>(row, 2)?)?,
+        payload: serde_json::from_str(&col::<_, String>(row, 3)?).map_err(|e| bad("payload", e))?,
+        priority: i32::try_from(col::<_, i64>(row, 4)?).map_err(|e| bad("priority", e))?,
+        state,
+        available_at: time(6)?,
+        dedupe_key: col(row, 7)?,
+        attempts: u32::try_from(col::<_, i64>(row, 8)?).map_err(|e| bad("attempts", e))?,
+        token,
+        lease,
+        released_by: col(row, 13)?,
+        released_until: opt_time(14)?,
+        completion,
+        created_at: time(15)?,
+        updated_at: time(16)?,
+    })
+}
+
+/// Reads an event from a row selected with [`event_cols!`].
+pub(crate) fn event<R>(row: &R) -> Result<ItemEvent>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(ItemEvent {
+        item_id: col(row, 0)?,
+        at: from_millis(col(row, 1)?),
+        kind: col::<_, String>(row, 2)?.parse::<EventKind>()?,
+        actor: col(row, 3)?,
+        token: col::<_, Option<i64>>(row, 4)?.map(FencingToken),
+        queue: QueueName::new(col::<_, String>(row, 5)?)?,
+        detail: serde_json::from_str(&col::<_, String>(row, 6)?).map_err(|e| bad("detail", e))?,
+    })
+}
+
+/// Reads a principal from a row selected as `id, name, role`.
+pub(crate) fn principal<R>(row: &R) -> Result<Principal>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Principal {
+        id: col(row, 0)?,
+        name: col(row, 1)?,
+        role: col::<_, String>(row, 2)?.parse::<Role>()?,
+    })
+}
+
+/// Counts what a sweep or a lazy recovery made ready, per queue.
+pub(crate) fn add_count(counts: &mut Vec<(QueueName, u64)>, queue: &QueueName, n: u64) {
+    match counts.iter_mut().find(|(q, _)| q == queue) {
+        Some((_, m)) => *m += n,
+        None => counts.push((queue.clone(), n)),
+    }
+}
+
+/// One group of live items, as the stats queries select it: queue, state,
+/// count, oldest `created_at`, and of leased items how many ran out by
+/// `now` and the oldest of those.
+pub(crate) type StateGroup = (String, String, i64, Option<i64>, i64, Option<i64>);
+
+/// Adds a group of live items to its queue's counts. A lease that ran out
+/// but was not swept yet counts as ready, as it is in truth.
+pub(crate) fn add_group(
+    stats: &mut [QueueStats],
+    (queue, state, count, oldest, expired, oldest_expired): StateGroup,
+    now: Timestamp,
+) -> Result<()> {
+    let state: ItemState = state.parse()?;
+    let (count, expired) = (count.max(0) as u64, expired.max(0) as u64);
+    let Some(s) = stats.iter_mut().find(|s| s.queue.as_str() == queue) else {
+        return Ok(());
+    };
+    let mut note_ready = |n: u64, oldest: Option<i64>| {
+        s.ready += n;
+        if let Some(o) = oldest {
+            let age = (to_millis(now) - o).max(0) as f64 / 1000.0;
+            s.oldest_ready_age_seconds =
+                Some(s.oldest_ready_age_seconds.map_or(age, |a| a.max(age)));
+        }
+    };
+    match state {
+        ItemState::Scheduled => s.scheduled += count,
+        ItemState::Ready => note_ready(count, oldest),
+        ItemState::Leased => {
+            note_ready(expired, oldest_expired);
+            s.leased += count - expired.min(count);
+        }
+        ItemState::Parked => s.parked += count,
+        ItemState::Done => s.done += count,
+    }
+    Ok(())
+}
+
+/// A URL with its password replaced by `***`, for logs and messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://baton:s3cr@t@db.example:5432/baton?sslmode=require"),
+            "postgres://baton:***@db.example:5432/baton?sslmode=require"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(redact("sqlite://baton.db"), "sqlite://baton.db");
+        assert_eq!(redact("postgres://u:p@h"), "postgres://u:***@h");
+    }
+}
