@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use baton_core::{Error, Result, Store};
 
+pub mod mysql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -25,6 +26,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 ///   missing. One process only.
 /// - `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`):
 ///   PostgreSQL, shareable by several Baton servers.
+/// - `mysql://USER:PASSWORD@HOST:PORT/DATABASE` (or `mariadb://`): MySQL 8
+///   or MariaDB 10.6+, shareable by several Baton servers.
 ///
 /// `settings` size the connection pool of server databases.
 pub async fn open_with(url: &str, settings: &StoreSettings) -> Result<Arc<dyn Store>> {
@@ -37,10 +40,13 @@ pub async fn open_with(url: &str, settings: &StoreSettings) -> Result<Arc<dyn St
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(postgres::PgStore::open(url, settings).await?));
     }
+    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        return Ok(Arc::new(mysql::MySqlStore::open(url, settings).await?));
+    }
     Err(Error::invalid(
         "db",
         format!(
-            "unsupported database URL {}; expected sqlite://PATH or postgres://...",
+            "unsupported database URL {}; expected sqlite://PATH, postgres://... or mysql://...",
             redact(url)
         ),
     ))

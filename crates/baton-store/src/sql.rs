@@ -72,14 +72,17 @@ pub(crate) fn is_conflict(e: &Error) -> bool {
 }
 
 /// Converts a driver error. `conflict` tells whether the database error
-/// code means "lost a race, run again"; connection-level failures (the
+/// means "lost a race, run again"; connection-level failures (the
 /// database is down or restarting, the pool timed out) are retryable by
 /// the client, everything else is a bug or corruption.
-pub(crate) fn store_err(backend: &str, e: sqlx::Error, conflict: impl Fn(&str) -> bool) -> Error {
+pub(crate) fn store_err(
+    backend: &str,
+    e: sqlx::Error,
+    conflict: impl Fn(&dyn sqlx::error::DatabaseError) -> bool,
+) -> Error {
     match &e {
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if conflict(&code) {
+            if conflict(db.as_ref()) {
                 return StoreError::retryable(format!("{CONFLICT}{backend}: {e}")).into();
             }
             StoreError::fatal(format!("{backend}: {e}")).into()

@@ -35,8 +35,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Error codes of a transaction that lost a race and may simply run again:
 /// serialization failure, deadlock, lock not available, unique violation.
-fn is_conflict(code: &str) -> bool {
-    matches!(code, "40001" | "40P01" | "55P03" | "23505")
+fn is_conflict(e: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(
+        e.code().as_deref(),
+        Some("40001" | "40P01" | "55P03" | "23505")
+    )
 }
 
 /// Converts a driver error (see [`sql::store_err`]).
@@ -243,9 +246,9 @@ impl Store for PgStore {
     }
 
     async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(db)?;
         let stats = queue::stats(&mut tx, now).await?;

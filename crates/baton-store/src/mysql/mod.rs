@@ -1,0 +1,320 @@
+//! MySQL 8 / MariaDB 10.6+ store, for several Baton servers sharing one
+//! database.
+//!
+//! Every session runs at READ COMMITTED (no gap locks, so fewer deadlocks
+//! between claimers) and every operation is one transaction with explicit
+//! row locks (see [`queue`]). Deadlocks, lock wait timeouts and duplicate
+//! keys from concurrent inserts roll the transaction back and run it
+//! again, a bounded number of times. MySQL cannot push notifications, so
+//! claimers waiting in other processes learn of new work by the engine's
+//! polling ([`Wakeups::Poll`]).
+
+mod queue;
+
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use baton_core::clock::to_millis;
+use baton_core::{
+    ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent, ItemFilter,
+    ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role, Store,
+    StoreError, SweepReport, Timestamp, Wakeups, rules,
+};
+use chrono::Duration;
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, Executor};
+
+use crate::sql::{self, StoreSettings, in_tx};
+
+/// Schema migrations, embedded at build time and applied in order.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// How often waiting claimers re-check for work enqueued by other
+/// processes.
+pub const POLL_INTERVAL: StdDuration = StdDuration::from_millis(250);
+
+/// Error numbers of a transaction that lost a race and may simply run
+/// again: deadlock, lock wait timeout, duplicate key, record changed.
+fn is_conflict(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.try_downcast_ref::<MySqlDatabaseError>()
+        .is_some_and(|m| matches!(m.number(), 1213 | 1205 | 1062 | 1020))
+}
+
+fn is_duplicate(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if d.try_downcast_ref::<MySqlDatabaseError>().is_some_and(|m| m.number() == 1062))
+}
+
+/// Converts a driver error (see [`sql::store_err`]).
+pub(crate) fn db(e: sqlx::Error) -> Error {
+    sql::store_err("mysql", e, is_conflict)
+}
+
+/// The MySQL/MariaDB implementation of [`Store`].
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+impl MySqlStore {
+    /// Connects to `url` (`mysql://user:password@host:port/database`, or
+    /// `mariadb://`; TLS via `ssl-mode` and `ssl-ca` parameters), applies
+    /// pending migrations, and refuses a database whose schema is newer
+    /// than this build knows.
+    pub async fn open(url: &str, settings: &StoreSettings) -> Result<Self> {
+        let url_mysql = match url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => url.to_owned(),
+        };
+        let options: MySqlConnectOptions = url_mysql.parse().map_err(|e| {
+            Error::invalid("db", format!("invalid MySQL URL {}: {e}", sql::redact(url)))
+        })?;
+        let timeout = settings.statement_timeout;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |c, _| {
+                Box::pin(async move {
+                    let version: String = sqlx::query_scalar("SELECT VERSION()")
+                        .fetch_one(&mut *c)
+                        .await?;
+                    // MariaDB limits every statement; MySQL only SELECTs.
+                    let limit = if version.contains("MariaDB") {
+                        format!("max_statement_time = {}", timeout.as_secs_f64())
+                    } else {
+                        format!("max_execution_time = {}", timeout.as_millis())
+                    };
+                    let lock_wait = timeout.as_secs().clamp(1, 30);
+                    c.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    c.execute(sqlx::AssertSqlSafe(format!(
+                        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', \
+                         SESSION innodb_lock_wait_timeout = {lock_wait}, SESSION {limit}"
+                    )))
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::retryable(format!(
+                    "cannot connect to MySQL at {}: {e}",
+                    sql::redact(url)
+                ))
+            })?;
+        // sqlx takes a named lock while migrating, so servers starting
+        // together migrate once; it refuses a database on which migrations
+        // it does not know were applied.
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::fatal(format!("migrating MySQL: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// The number of schema migrations this build knows.
+    pub fn schema_version() -> usize {
+        MIGRATOR.iter().count()
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::MySql>> {
+        self.pool.acquire().await.map_err(db)
+    }
+
+    async fn mutate(
+        &self,
+        id: ItemId,
+        now: Timestamp,
+        rule: impl Fn(&mut Item, &QueueConfig) -> Result<ItemEvent> + Send + Sync,
+    ) -> Result<Item> {
+        in_tx!(self.pool, db, |c| queue::mutate(c, id, now, &rule).await)
+    }
+}
+
+#[async_trait]
+impl Store for MySqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn wakeups(&self) -> Wakeups {
+        Wakeups::Poll(POLL_INTERVAL)
+    }
+
+    async fn enqueue(&self, new: NewItem, actor: &str, now: Timestamp) -> Result<(Item, bool)> {
+        in_tx!(self.pool, db, |c| queue::enqueue(c, &new, actor, now).await)
+    }
+
+    async fn claim(&self, req: ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
+        in_tx!(self.pool, db, |c| queue::claim(c, &req, now).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: ItemId,
+        caller: &str,
+        token: FencingToken,
+        lease: Duration,
+        now: Timestamp,
+    ) -> Result<Item> {
+        self.mutate(id, now, |item, _| {
+            rules::heartbeat(item, caller, token, lease, now)
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        id: ItemId,
+        caller: &str,
+        token: FencingToken,
+        delay: Duration,
+        now: Timestamp,
+    ) -> Result<Item> {
+        self.mutate(id, now, |item, cfg| {
+            rules::release(item, caller, token, delay, cfg, now)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: ItemId,
+        caller: &str,
+        req: CompleteRequest,
+        now: Timestamp,
+    ) -> Result<Item> {
+        self.mutate(id, now, |item, cfg| {
+            rules::complete(item, caller, &req, cfg, now)
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item> {
+        self.mutate(id, now, |item, _| rules::revoke(item, actor, now))
+            .await
+    }
+
+    async fn requeue(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item> {
+        self.mutate(id, now, |item, _| rules::requeue(item, actor, now))
+            .await
+    }
+
+    async fn item(&self, id: ItemId) -> Result<Item> {
+        queue::load_any(&mut *self.conn().await?, id)
+            .await?
+            .ok_or_else(|| Error::not_found("item", id))
+    }
+
+    async fn item_history(&self, id: ItemId) -> Result<Vec<ItemEvent>> {
+        queue::history(&mut *self.conn().await?, id).await
+    }
+
+    async fn list_items(&self, queue: &QueueName, filter: &ItemFilter) -> Result<Vec<Item>> {
+        queue::list(&mut *self.conn().await?, queue, filter).await
+    }
+
+    async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>> {
+        let mut conn = self.conn().await?;
+        // Applies to the next transaction of this session only.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut tx = conn
+            .begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(db)?;
+        let stats = queue::stats(&mut tx, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(stats)
+    }
+
+    async fn queue_config(&self, queue: &QueueName) -> Result<QueueConfig> {
+        queue::config(&mut *self.conn().await?, queue).await
+    }
+
+    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+        let now = chrono::Utc::now();
+        in_tx!(self.pool, db, |c| queue::set_config(c, queue, config, now)
+            .await)
+    }
+
+    async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
+        in_tx!(self.pool, db, |c| queue::sweep(c, now, key_retention).await)
+    }
+
+    async fn create_principal(&self, name: &str, role: Role, now: Timestamp) -> Result<Principal> {
+        let done = sqlx::query("INSERT INTO principals (name, role, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(role.as_str())
+            .bind(to_millis(now))
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(|e| {
+                if is_duplicate(&e) {
+                    Error::AlreadyExists(format!("a principal named {name} already exists"))
+                } else {
+                    db(e)
+                }
+            })?;
+        Ok(Principal {
+            id: i64::try_from(done.last_insert_id())
+                .map_err(|e| StoreError::fatal(format!("principal id out of range: {e}")))?,
+            name: name.to_owned(),
+            role,
+        })
+    }
+
+    async fn principal(&self, name: &str) -> Result<Option<Principal>> {
+        sqlx::query("SELECT id, name, role FROM principals WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(sql::principal)
+            .transpose()
+    }
+
+    async fn principals(&self) -> Result<Vec<Principal>> {
+        sqlx::query("SELECT id, name, role FROM principals ORDER BY name")
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(sql::principal)
+            .collect()
+    }
+
+    async fn add_token(&self, principal_id: i64, token_hash: &[u8], now: Timestamp) -> Result<()> {
+        let added = sqlx::query(
+            "INSERT INTO tokens (hash, principal_id, created_at) \
+             SELECT ?, id, ? FROM principals WHERE id = ?",
+        )
+        .bind(token_hash)
+        .bind(to_millis(now))
+        .bind(principal_id)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(db)?;
+        if added.rows_affected() == 0 {
+            return Err(Error::not_found("principal", principal_id));
+        }
+        Ok(())
+    }
+
+    async fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<Principal>> {
+        sqlx::query(
+            "SELECT p.id, p.name, p.role FROM tokens t JOIN principals p ON p.id = t.principal_id \
+             WHERE t.hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(sql::principal)
+        .transpose()
+    }
+}

@@ -1,0 +1,655 @@
+//! Work-queue operations in MySQL's dialect (MySQL 8, MariaDB 10.6+). Each
+//! function runs inside a transaction opened by the caller at READ
+//! COMMITTED; the decisions are [`baton_core::rules`]', this module only
+//! loads, locks and saves.
+//!
+//! Concurrency, as on PostgreSQL (see `postgres::queue`), with MySQL's
+//! means:
+//! - rows about to change are locked first with `FOR UPDATE`, by primary
+//!   key wherever possible (an `UPDATE` that walks a secondary index can
+//!   wait on locks its own transaction's neighbours hold);
+//! - claims and sweeps lock with `SKIP LOCKED`, so concurrent claimers in
+//!   any process never take the same item nor wait on each other;
+//! - the claims of one holder are serialised by locking the holder's row
+//!   in `claim_gates` (MySQL has no transaction-scoped advisory lock);
+//! - deadlocks, lock wait timeouts and duplicate keys from concurrent
+//!   inserts roll the transaction back and run it again.
+//!
+//! MySQL has no `RETURNING` on `UPDATE`, no partial indexes and no
+//! `NOTIFY`: ids come from `LAST_INSERT_ID()`, the claim index includes
+//! the state, and other processes learn of new work by polling.
+
+use baton_core::clock::to_millis;
+use baton_core::{
+    ClaimRequest, Claimed, Error, FencingToken, Item, ItemEvent, ItemFilter, ItemId, ItemState,
+    NewItem, QueueConfig, QueueName, QueueStats, Result, StoreError, SweepReport, Timestamp, rules,
+};
+use chrono::Duration;
+use sqlx::MySqlConnection;
+use sqlx::mysql::MySqlRow;
+
+use super::db;
+use crate::sql::{self, add_count, event_cols, item_cols};
+
+/// How many rows the completions of one queue are counted in.
+const DONE_SHARDS: i16 = 8;
+
+fn ms(t: Timestamp) -> i64 {
+    to_millis(t)
+}
+
+fn items(rows: Vec<MySqlRow>) -> Result<Vec<Item>> {
+    rows.iter().map(sql::item).collect()
+}
+
+async fn ensure_queue(c: &mut MySqlConnection, queue: &QueueName, now: Timestamp) -> Result<()> {
+    let config = serde_json::to_string(&QueueConfig::default())
+        .map_err(|e| StoreError::fatal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO queues (name, config, created_at) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE name = name",
+    )
+    .bind(queue.as_str())
+    .bind(config)
+    .bind(ms(now))
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The queue's settings, or the defaults for an unknown queue.
+pub(super) async fn config(c: &mut MySqlConnection, queue: &QueueName) -> Result<QueueConfig> {
+    let json: Option<String> = sqlx::query_scalar("SELECT config FROM queues WHERE name = ?")
+        .bind(queue.as_str())
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db)?;
+    match json {
+        None => Ok(QueueConfig::default()),
+        Some(j) => serde_json::from_str(&j).map_err(|e| {
+            StoreError::fatal(format!("queue {queue} has a corrupt config: {e}")).into()
+        }),
+    }
+}
+
+pub(super) async fn set_config(
+    c: &mut MySqlConnection,
+    queue: &QueueName,
+    config: &QueueConfig,
+    now: Timestamp,
+) -> Result<()> {
+    let json = serde_json::to_string(config).map_err(|e| StoreError::fatal(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO queues (name, config, created_at) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE config = ?",
+    )
+    .bind(queue.as_str())
+    .bind(&json)
+    .bind(ms(now))
+    .bind(&json)
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn insert_event(c: &mut MySqlConnection, ev: &ItemEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(ev.item_id)
+    .bind(ms(ev.at))
+    .bind(ev.kind.as_str())
+    .bind(ev.actor.as_deref())
+    .bind(ev.token.map(|t| t.0))
+    .bind(ev.queue.as_str())
+    .bind(ev.detail.to_string())
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// A live item, locked until the transaction ends.
+async fn lock_live(c: &mut MySqlConnection, id: ItemId) -> Result<Option<Item>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        " FROM items WHERE id = ? FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(sql::item)
+    .transpose()
+}
+
+/// An item from the live or the done table.
+pub(super) async fn load_any(c: &mut MySqlConnection, id: ItemId) -> Result<Option<Item>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        " FROM items WHERE id = ? UNION ALL SELECT ",
+        item_cols!(),
+        " FROM done_items WHERE id = ?"
+    ))
+    .bind(id)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(sql::item)
+    .transpose()
+}
+
+/// Writes back the mutable columns of a live item.
+async fn save(c: &mut MySqlConnection, item: &Item) -> Result<()> {
+    let lease = item.lease.as_ref();
+    let done = item.completion.as_ref();
+    sqlx::query(
+        "UPDATE items SET queue = ?, state = ?, available_at = ?, dedupe_key = ?, \
+         attempts = ?, token = ?, holder = ?, claimed_at = ?, lease_expires_at = ?, \
+         released_by = ?, released_until = ?, updated_at = ?, outcome = ?, note = ?, \
+         completed_by = ?, completed_at = ? WHERE id = ?",
+    )
+    .bind(item.queue.as_str())
+    .bind(item.state.as_str())
+    .bind(ms(item.available_at))
+    .bind(item.dedupe_key.as_deref())
+    .bind(i64::from(item.attempts))
+    .bind(item.token.0)
+    .bind(lease.map(|l| l.holder.as_str()))
+    .bind(lease.map(|l| ms(l.claimed_at)))
+    .bind(lease.map(|l| ms(l.expires_at)))
+    .bind(item.released_by.as_deref())
+    .bind(item.released_until.map(ms))
+    .bind(ms(item.updated_at))
+    .bind(done.map(|d| d.outcome.as_str()))
+    .bind(done.and_then(|d| d.note.as_deref()))
+    .bind(done.map(|d| d.by.as_str()))
+    .bind(done.map(|d| ms(d.at)))
+    .bind(item.id)
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Moves a completed item out of the live table and counts it.
+async fn archive(c: &mut MySqlConnection, item: &Item) -> Result<()> {
+    save(c, item).await?;
+    sqlx::query(concat!(
+        "INSERT INTO done_items (",
+        item_cols!(),
+        ") SELECT ",
+        item_cols!(),
+        " FROM items WHERE id = ?"
+    ))
+    .bind(item.id)
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    sqlx::query("DELETE FROM items WHERE id = ?")
+        .bind(item.id)
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    let shard: i16 = rand::random_range(0..DONE_SHARDS);
+    sqlx::query(
+        "INSERT INTO queue_done_counts (queue, shard, n) VALUES (?, ?, 1) \
+         ON DUPLICATE KEY UPDATE n = n + 1",
+    )
+    .bind(item.queue.as_str())
+    .bind(shard)
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn find_dedupe(
+    c: &mut MySqlConnection,
+    queue: &QueueName,
+    key: &str,
+) -> Result<Option<Item>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        " FROM items WHERE queue = ? AND dedupe_hash = UNHEX(SHA2(?, 256))"
+    ))
+    .bind(queue.as_str())
+    .bind(key)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(sql::item)
+    .transpose()
+}
+
+pub(super) async fn enqueue(
+    c: &mut MySqlConnection,
+    new: &NewItem,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(Item, bool)> {
+    ensure_queue(c, &new.queue, now).await?;
+    if let Some(key) = &new.dedupe_key
+        && let Some(item) = find_dedupe(c, &new.queue, key).await?
+    {
+        return Ok((item, false));
+    }
+    // A concurrent enqueue with the same dedupe key makes this insert fail
+    // on the unique key; the transaction then runs again and finds that
+    // item above.
+    let (mut item, mut ev) = rules::enqueue(new, actor, now);
+    let done = sqlx::query(
+        "INSERT INTO items (queue, kind, payload, priority, state, available_at, dedupe_key, \
+         attempts, token, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+    )
+    .bind(item.queue.as_str())
+    .bind(item.kind.as_str())
+    .bind(item.payload.to_string())
+    .bind(i64::from(item.priority))
+    .bind(item.state.as_str())
+    .bind(ms(item.available_at))
+    .bind(item.dedupe_key.as_deref())
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    item.id = i64::try_from(done.last_insert_id())
+        .map_err(|e| StoreError::fatal(format!("item id out of range: {e}")))?;
+    ev.item_id = item.id;
+    insert_event(c, &ev).await?;
+    Ok((item, true))
+}
+
+/// Locks a live item, applies `rule` with the queue's settings, and saves
+/// the item with the rule's event — or changes nothing if the rule refuses.
+pub(super) async fn mutate(
+    c: &mut MySqlConnection,
+    id: ItemId,
+    now: Timestamp,
+    rule: impl FnOnce(&mut Item, &QueueConfig) -> Result<ItemEvent>,
+) -> Result<Item> {
+    let mut item = match lock_live(c, id).await? {
+        Some(item) => item,
+        // A done item: let the rule refuse it (stale token, wrong state).
+        None => match load_any(c, id).await? {
+            Some(item) => item,
+            None => return Err(Error::not_found("item", id)),
+        },
+    };
+    let cfg = config(c, &item.queue).await?;
+    let from = item.queue.clone();
+    let ev = rule(&mut item, &cfg)?;
+    if item.state == ItemState::Done {
+        archive(c, &item).await?;
+    } else {
+        if item.queue != from {
+            // Escalated: the target queue must exist, and the dedupe key
+            // stays only if the target has no unfinished item with it.
+            ensure_queue(c, &item.queue, now).await?;
+            if let Some(key) = &item.dedupe_key
+                && find_dedupe(c, &item.queue, key).await?.is_some()
+            {
+                item.dedupe_key = None;
+            }
+        }
+        save(c, &item).await?;
+    }
+    insert_event(c, &ev).await?;
+    Ok(item)
+}
+
+/// Makes due scheduled items of `queue` ready (all queues when `None`),
+/// skipping rows another transaction holds. Returns how many per queue.
+async fn promote_due(
+    c: &mut MySqlConnection,
+    queue: Option<&QueueName>,
+    now: Timestamp,
+) -> Result<Vec<(QueueName, u64)>> {
+    let due: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, queue FROM items WHERE state = 'scheduled' AND available_at <= ? \
+         AND (? IS NULL OR queue = ?) FOR UPDATE SKIP LOCKED",
+    )
+    .bind(ms(now))
+    .bind(queue.map(|q| q.as_str()))
+    .bind(queue.map(|q| q.as_str()))
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?;
+    let mut counts = Vec::new();
+    for (id, q) in due {
+        sqlx::query("UPDATE items SET state = 'ready' WHERE id = ?")
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map_err(db)?;
+        add_count(&mut counts, &QueueName::new(q)?, 1);
+    }
+    Ok(counts)
+}
+
+/// Expires overdue leases of `queue` (all queues when `None`) through
+/// [`rules::expire`], skipping rows another transaction holds. Returns
+/// (queue, whether it became ready rather than parked) per item.
+async fn expire_due(
+    c: &mut MySqlConnection,
+    queue: Option<&QueueName>,
+    now: Timestamp,
+) -> Result<Vec<(QueueName, bool)>> {
+    let due = items(
+        sqlx::query(concat!(
+            "SELECT ",
+            item_cols!(),
+            " FROM items WHERE state = 'leased' AND lease_expires_at <= ? \
+             AND (? IS NULL OR queue = ?) ORDER BY queue, id FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(ms(now))
+        .bind(queue.map(|q| q.as_str()))
+        .bind(queue.map(|q| q.as_str()))
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db)?,
+    )?;
+    let mut out = Vec::with_capacity(due.len());
+    let mut cfg: Option<(QueueName, QueueConfig)> = None;
+    for mut item in due {
+        let qc = match &cfg {
+            Some((q, qc)) if *q == item.queue => qc.clone(),
+            _ => {
+                let qc = config(c, &item.queue).await?;
+                cfg = Some((item.queue.clone(), qc.clone()));
+                qc
+            }
+        };
+        if let Some(ev) = rules::expire(&mut item, &qc, now) {
+            save(c, &item).await?;
+            insert_event(c, &ev).await?;
+            out.push((item.queue.clone(), item.state == ItemState::Ready));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn claim(
+    c: &mut MySqlConnection,
+    req: &ClaimRequest,
+    now: Timestamp,
+) -> Result<Option<Claimed>> {
+    // One claim of a holder at a time, in every process: the checks of
+    // steps 1 and 2 then stay true until this transaction commits.
+    sqlx::query(
+        "INSERT INTO claim_gates (holder) VALUES (?) ON DUPLICATE KEY UPDATE holder = holder",
+    )
+    .bind(&req.holder)
+    .execute(&mut *c)
+    .await
+    .map_err(db)?;
+    sqlx::query("SELECT holder FROM claim_gates WHERE holder = ? FOR UPDATE")
+        .bind(&req.holder)
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    // 1. A retried claim: the same answer as the first time.
+    if let Some(key) = &req.idempotency_key {
+        let prior: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT item_id, token FROM claim_keys WHERE holder = ? AND key_hash = UNHEX(SHA2(?, 256))",
+        )
+        .bind(&req.holder)
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db)?;
+        if let Some((id, token)) = prior {
+            let item = load_any(c, id)
+                .await?
+                .ok_or_else(|| Error::not_found("item", id))?;
+            let lease = rules::check_lease(&item, &req.holder, FencingToken(token), now)?.clone();
+            return Ok(Some(Claimed { item, lease }));
+        }
+    }
+    // 2. Already holding as many live leases as allowed: return the oldest.
+    let cfg = config(c, &req.queue).await?;
+    let held = items(
+        sqlx::query(concat!(
+            "SELECT ",
+            item_cols!(),
+            " FROM items WHERE queue = ? AND holder = ? AND state = 'leased' \
+             AND lease_expires_at > ? ORDER BY claimed_at, id"
+        ))
+        .bind(req.queue.as_str())
+        .bind(&req.holder)
+        .bind(ms(now))
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db)?,
+    )?;
+    if held.len() >= cfg.max_leases_per_holder as usize
+        && let Some(item) = held.into_iter().next()
+        && let Some(lease) = item.lease.clone()
+    {
+        remember_key(c, req, &item, now).await?;
+        return Ok(Some(Claimed { item, lease }));
+    }
+    // 3. Lazy recovery: due scheduled items and overdue leases of this queue.
+    promote_due(c, Some(&req.queue), now).await?;
+    expire_due(c, Some(&req.queue), now).await?;
+    // 4. The next claimable item; rows other claimers hold are skipped.
+    let kinds = serde_json::to_string(&req.kinds).map_err(|e| StoreError::fatal(e.to_string()))?;
+    let next = sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        " FROM items WHERE queue = ? AND state = 'ready' AND available_at <= ? \
+         AND (released_by IS NULL OR released_by <> ? OR released_until <= ?) \
+         AND (? = '[]' OR JSON_CONTAINS(?, JSON_QUOTE(kind))) \
+         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(req.queue.as_str())
+    .bind(ms(now))
+    .bind(&req.holder)
+    .bind(ms(now))
+    .bind(&kinds)
+    .bind(&kinds)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db)?;
+    let Some(row) = next else {
+        return Ok(None);
+    };
+    let mut item = sql::item(&row)?;
+    debug_assert!(rules::claimable(&item, req, now));
+    let ev = rules::claim(&mut item, req, now)?;
+    save(c, &item).await?;
+    insert_event(c, &ev).await?;
+    remember_key(c, req, &item, now).await?;
+    let lease = item
+        .lease
+        .clone()
+        .ok_or_else(|| StoreError::fatal("claimed item without lease"))?;
+    Ok(Some(Claimed { item, lease }))
+}
+
+async fn remember_key(
+    c: &mut MySqlConnection,
+    req: &ClaimRequest,
+    item: &Item,
+    now: Timestamp,
+) -> Result<()> {
+    if let Some(key) = &req.idempotency_key {
+        sqlx::query(
+            "INSERT INTO claim_keys (holder, key_hash, item_id, token, created_at) \
+             VALUES (?, UNHEX(SHA2(?, 256)), ?, ?, ?)",
+        )
+        .bind(&req.holder)
+        .bind(key)
+        .bind(item.id)
+        .bind(item.token.0)
+        .bind(ms(now))
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn sweep(
+    c: &mut MySqlConnection,
+    now: Timestamp,
+    key_retention: Duration,
+) -> Result<SweepReport> {
+    let mut report = SweepReport {
+        became_ready: promote_due(c, None, now).await?,
+        ..SweepReport::default()
+    };
+    for (q, ready) in expire_due(c, None, now).await? {
+        report.expired += 1;
+        if ready {
+            add_count(&mut report.became_ready, &q, 1);
+        } else {
+            report.parked += 1;
+        }
+    }
+    sqlx::query("DELETE FROM claim_keys WHERE created_at < ?")
+        .bind(ms(now - key_retention))
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    Ok(report)
+}
+
+pub(super) async fn history(c: &mut MySqlConnection, id: ItemId) -> Result<Vec<ItemEvent>> {
+    let events = sqlx::query(concat!(
+        "SELECT ",
+        event_cols!(),
+        " FROM item_events WHERE item_id = ? ORDER BY id"
+    ))
+    .bind(id)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(sql::event)
+    .collect::<Result<Vec<_>>>()?;
+    if events.is_empty() {
+        return Err(Error::not_found("item", id));
+    }
+    Ok(events)
+}
+
+pub(super) async fn list(
+    c: &mut MySqlConnection,
+    queue: &QueueName,
+    f: &ItemFilter,
+) -> Result<Vec<Item>> {
+    macro_rules! cond {
+        () => {
+            "queue = ? AND id > ? AND (? IS NULL OR state = ?) \
+             AND (? IS NULL OR holder = ? OR completed_by = ?)"
+        };
+    }
+    let (sql, tables) = match f.state {
+        Some(ItemState::Done) => (
+            concat!(
+                "SELECT ",
+                item_cols!(),
+                " FROM done_items WHERE ",
+                cond!(),
+                " ORDER BY id LIMIT ?"
+            ),
+            1,
+        ),
+        Some(_) => (
+            concat!(
+                "SELECT ",
+                item_cols!(),
+                " FROM items WHERE ",
+                cond!(),
+                " ORDER BY id LIMIT ?"
+            ),
+            1,
+        ),
+        None => (
+            concat!(
+                "SELECT * FROM (SELECT ",
+                item_cols!(),
+                " FROM items WHERE ",
+                cond!(),
+                " UNION ALL SELECT ",
+                item_cols!(),
+                " FROM done_items WHERE ",
+                cond!(),
+                ") AS page ORDER BY id LIMIT ?"
+            ),
+            2,
+        ),
+    };
+    let mut q = sqlx::query(sql);
+    let (state, holder) = (f.state.map(|s| s.as_str()), f.holder.as_deref());
+    for _ in 0..tables {
+        q = q
+            .bind(queue.as_str())
+            .bind(f.after.unwrap_or(0))
+            .bind(state)
+            .bind(state)
+            .bind(holder)
+            .bind(holder)
+            .bind(holder);
+    }
+    items(
+        q.bind(i64::from(f.limit))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db)?,
+    )
+}
+
+/// Counts per queue, read in one snapshot (the caller's transaction is
+/// REPEATABLE READ with a consistent snapshot) so that they agree.
+pub(super) async fn stats(c: &mut MySqlConnection, now: Timestamp) -> Result<Vec<QueueStats>> {
+    let queues: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT q.name, q.config, \
+         CAST(COALESCE((SELECT SUM(n) FROM queue_done_counts d WHERE d.queue = q.name), 0) AS SIGNED) \
+         FROM queues q ORDER BY q.name",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?;
+    let mut out = Vec::with_capacity(queues.len());
+    for (name, config, done) in queues {
+        out.push(QueueStats {
+            queue: QueueName::new(name)?,
+            scheduled: 0,
+            ready: 0,
+            leased: 0,
+            parked: 0,
+            done: done as u64,
+            oldest_ready_age_seconds: None,
+            config: serde_json::from_str(&config)
+                .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
+        });
+    }
+    let groups: Vec<sql::StateGroup> = sqlx::query_as(
+        "SELECT queue, state, COUNT(*), MIN(created_at), \
+         CAST(COALESCE(SUM(state = 'leased' AND lease_expires_at <= ?), 0) AS SIGNED), \
+         MIN(CASE WHEN state = 'leased' AND lease_expires_at <= ? THEN created_at END) \
+         FROM items GROUP BY queue, state",
+    )
+    .bind(ms(now))
+    .bind(ms(now))
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?;
+    for g in groups {
+        sql::add_group(&mut out, g, now)?;
+    }
+    Ok(out)
+}
