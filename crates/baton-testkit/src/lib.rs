@@ -163,6 +163,7 @@ macro_rules! __with_cases {
             queue_ops::idempotent_claim_returns_the_same_lease,
             queue_ops::idempotency_key_is_per_holder,
             queue_ops::idempotent_claim_after_the_lease_ended_is_stale,
+            queue_ops::idempotency_key_is_forgotten_after_retention,
             queue_ops::one_lease_per_holder_by_default,
             queue_ops::max_leases_per_holder_is_configurable,
             queue_ops::released_item_is_not_offered_back_during_cooldown,

@@ -474,6 +474,49 @@ pub async fn idempotent_claim_after_the_lease_ended_is_stale(db: TestStore) {
     assert_eq!(h.snapshot(b.id).await, before);
 }
 
+/// A sweep forgets idempotency keys older than the engine's retention
+/// (24 h by default), not younger ones: until then a retried claim is
+/// answered from the key (here: stale, the item is done); afterwards the
+/// same key is a new claim.
+pub async fn idempotency_key_is_forgotten_after_retention(db: TestStore) {
+    let h = Harness::new(db).await;
+    let a = h.enqueue("q", "k", 0).await;
+    let b = h.enqueue("q", "k", 0).await;
+    let first = h
+        .try_claim(&h.alice, keyed(&h.alice, "q", "click"))
+        .await
+        .unwrap()
+        .expect("an item");
+    assert_eq!(first.item.id, a.id);
+    h.accept(&h.alice, &first).await;
+    let retention = baton::EngineSettings::default().idempotency_retention;
+    // Exactly as old as the retention: not older, so remembered.
+    h.advance(retention);
+    h.engine.sweep().await.unwrap();
+    assert_err!(
+        h.try_claim(&h.alice, keyed(&h.alice, "q", "click")).await,
+        Error::StaleToken { item, .. } if *item == a.id
+    );
+    assert_eq!(h.item(b.id).await.state, ItemState::Ready);
+    // A millisecond older: the next sweep forgets it.
+    h.advance(Duration::milliseconds(1));
+    h.engine.sweep().await.unwrap();
+    let again = h
+        .try_claim(&h.alice, keyed(&h.alice, "q", "click"))
+        .await
+        .unwrap()
+        .expect("a new claim");
+    assert_eq!(again.item.id, b.id);
+    assert_eq!(again.lease.token, FencingToken(1));
+    // And the key now stands for the new claim.
+    let retry = h
+        .try_claim(&h.alice, keyed(&h.alice, "q", "click"))
+        .await
+        .unwrap()
+        .expect("the same item");
+    assert_eq!(retry.lease, again.lease);
+}
+
 /// By default a holder has one live lease per queue: a further claim
 /// returns the lease already held (same token, no new event) and leaves
 /// other items ready.
@@ -492,8 +535,9 @@ pub async fn one_lease_per_holder_by_default(db: TestStore) {
     // The limit is per queue.
     let other = h.enqueue("other", "k", 0).await;
     assert_eq!(h.claim_some(&h.alice, "other").await.item.id, other.id);
-    // Once the held lease has expired it no longer counts.
-    h.advance(secs(LEASE_SECONDS.into()));
+    // From the instant the held lease expires (claimed at t0, now t0 + 1)
+    // it no longer counts.
+    h.advance(secs(i64::from(LEASE_SECONDS) - 1));
     let next = h.claim_some(&h.alice, "q").await;
     assert_eq!(next.item.id, a.id, "a recovered lazily, oldest first");
     assert_eq!(next.lease.token, FencingToken(2));
