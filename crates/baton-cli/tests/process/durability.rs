@@ -55,7 +55,7 @@ async fn acknowledged_completions_survive_kill_9() {
     let acked: Vec<(i64, i64)> = acked.lock().unwrap().clone();
     assert!(acked.len() >= acked_at_kill.len());
 
-    let server = Server::start(&db);
+    let server = Server::start_url(&db, &[]);
     assert!(
         server.admin_token.is_none(),
         "a restart does not create a second admin"

@@ -1,7 +1,7 @@
 //! Starts `baton serve` as a child process and talks to it.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,17 +13,24 @@ pub struct Server {
     child: Child,
     /// Base URL, e.g. `http://127.0.0.1:40123`.
     pub url: String,
-    /// The admin token printed on first start (None on a restart).
+    /// The admin token printed on first start (None on a restart, and on
+    /// every server but the first sharing one database).
     pub admin_token: Option<String>,
-    db: PathBuf,
+    db: String,
 }
 
 impl Server {
     /// Starts a server over the SQLite file `db` on a free port.
     pub fn start(db: &Path) -> Server {
+        Self::start_url(&format!("sqlite://{}", db.display()), &[])
+    }
+
+    /// Starts a server over the database at `url` on a free port, with
+    /// extra command-line arguments.
+    pub fn start_url(db: &str, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(format!("sqlite://{}", db.display()))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .args(args)
             .env("BATON_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -55,8 +62,9 @@ impl Server {
         }
     }
 
-    /// Kills the process with SIGKILL (no chance to clean up).
-    pub fn kill9(mut self) -> PathBuf {
+    /// Kills the process with SIGKILL (no chance to clean up); returns
+    /// the database URL, to start another server on it.
+    pub fn kill9(mut self) -> String {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("wait");
         self.db.clone()
@@ -107,6 +115,16 @@ impl Api {
         }
     }
 
+    /// The same principal, talking to another server (sharing the
+    /// database).
+    pub fn on(&self, url: &str) -> Api {
+        Api {
+            client: self.client.clone(),
+            url: url.to_owned(),
+            token: self.token.clone(),
+        }
+    }
+
     /// Sends a request; returns status and JSON body (Null when empty).
     pub async fn call(
         &self,
@@ -114,6 +132,17 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let (status, _, value) = self.call_with_headers(method, path, body).await;
+        (status, value)
+    }
+
+    /// Like [`Api::call`], with the response headers.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.url))
@@ -123,13 +152,14 @@ impl Api {
         }
         let resp = req.send().await.expect("request");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
         let value = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).expect("JSON body")
         };
-        (status, value)
+        (status, headers, value)
     }
 
     /// POST with a JSON body.
