@@ -6,3 +6,4 @@ mod durability;
 mod expiry;
 mod harness;
 mod race;
+mod restart;
