@@ -60,7 +60,9 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn the_document_and_the_router_name_the_same_routes() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let a = t.anonymous.call(Method::GET, "/openapi.json", None).await;
     assert_eq!(a.status, reqwest::StatusCode::OK);
     let doc = a.body;
