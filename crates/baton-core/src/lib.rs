@@ -21,4 +21,4 @@ pub use error::{Error, Result, StoreError};
 pub use identity::{Action, Principal, Role};
 pub use names::{Kind, QueueName};
 pub use queue::*;
-pub use store::{Store, Wakeups, WorkCallback};
+pub use store::{ConfigChange, Store, Wakeups, WorkCallback};

@@ -201,6 +201,7 @@ macro_rules! __with_cases {
             supervision::queue_stats_count_an_unswept_expired_lease_as_ready,
             supervision::queue_config_round_trips,
             supervision::invalid_queue_config_is_refused,
+            supervision::concurrent_config_changes_all_survive,
             identity::created_principal_authenticates_by_token,
             identity::duplicate_principal_is_refused,
             identity::unknown_token_authenticates_nobody,

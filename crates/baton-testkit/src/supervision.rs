@@ -416,3 +416,46 @@ pub async fn invalid_queue_config_is_refused(db: TestStore) {
         "a refused setting creates no queue"
     );
 }
+
+/// Concurrent read-modify-write changes of one queue's settings never
+/// lose one another: 24 racing increments of `max_attempts` all land, and
+/// a change the rules refuse leaves the settings as they were.
+pub async fn concurrent_config_changes_all_survive(db: TestStore) {
+    let h = Harness::new(db).await;
+    let queue = q("busy");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (engine, who, queue) = (h.engine.clone(), h.supervisor.clone(), queue.clone());
+        tasks.spawn(async move {
+            engine
+                .update_queue_config(&who, &queue, |mut c| {
+                    c.max_attempts += 1;
+                    c
+                })
+                .await
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        seen.push(done.expect("task").expect("update").max_attempts);
+    }
+    seen.sort_unstable();
+    let defaults = QueueConfig::default().max_attempts;
+    assert_eq!(seen, (defaults + 1..=defaults + 24).collect::<Vec<_>>());
+    let now = h.store().queue_config(&queue).await.unwrap();
+    assert_eq!(now.max_attempts, defaults + 24);
+    assert_err!(
+        h.engine
+            .update_queue_config(&h.supervisor, &queue, |mut c| {
+                c.max_attempts = 0;
+                c
+            })
+            .await,
+        Error::Invalid { .. }
+    );
+    assert_err!(
+        h.engine.update_queue_config(&h.alice, &queue, |c| c).await,
+        Error::Forbidden(_)
+    );
+    assert_eq!(h.store().queue_config(&queue).await.unwrap(), now);
+}

@@ -272,7 +272,30 @@ impl Engine {
         self.inner.store.queue_config(queue).await
     }
 
-    /// Supervisor: changes a queue's settings.
+    /// Supervisor: changes some of a queue's settings atomically — `change`
+    /// is applied to the settings in force, even when other servers change
+    /// them at the same moment — and returns the settings now in force.
+    pub async fn update_queue_config(
+        &self,
+        who: &Principal,
+        queue: &QueueName,
+        change: impl Fn(QueueConfig) -> QueueConfig + Send + Sync + 'static,
+    ) -> Result<QueueConfig> {
+        who.require(Action::Supervise)?;
+        self.inner
+            .store
+            .update_queue_config(
+                queue,
+                Arc::new(move |current| {
+                    let new = change(current);
+                    new.validate()?;
+                    Ok(new)
+                }),
+            )
+            .await
+    }
+
+    /// Supervisor: replaces a queue's settings.
     pub async fn set_queue_config(
         &self,
         who: &Principal,

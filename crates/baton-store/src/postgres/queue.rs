@@ -83,7 +83,28 @@ pub(super) async fn config(c: &mut PgConnection, queue: &QueueName) -> Result<Qu
     }
 }
 
-pub(super) async fn set_config(
+/// Applies `change` to the queue's settings with the queue's row locked
+/// (created first if new), so concurrent changes never lose one another.
+pub(super) async fn update_config(
+    c: &mut PgConnection,
+    queue: &QueueName,
+    change: &baton_core::ConfigChange,
+    now: Timestamp,
+) -> Result<QueueConfig> {
+    ensure_queue(c, queue, now).await?;
+    let json: String = sqlx::query_scalar("SELECT config FROM queues WHERE name = $1 FOR UPDATE")
+        .bind(queue.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db)?;
+    let current: QueueConfig = serde_json::from_str(&json)
+        .map_err(|e| StoreError::fatal(format!("queue {queue} has a corrupt config: {e}")))?;
+    let new = change(current)?;
+    set_config(c, queue, &new, now).await?;
+    Ok(new)
+}
+
+async fn set_config(
     c: &mut PgConnection,
     queue: &QueueName,
     config: &QueueConfig,

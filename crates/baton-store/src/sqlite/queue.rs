@@ -51,7 +51,19 @@ pub(super) fn config(c: &Connection, queue: &QueueName) -> Result<QueueConfig> {
     }
 }
 
-pub(super) fn set_config(c: &Connection, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+/// Applies `change` to the queue's settings (inside the writer's
+/// savepoint, so no other write interleaves) and saves the result.
+pub(super) fn update_config(
+    c: &Connection,
+    queue: &QueueName,
+    change: &baton_core::ConfigChange,
+) -> Result<QueueConfig> {
+    let new = change(config(c, queue)?)?;
+    set_config(c, queue, &new)?;
+    Ok(new)
+}
+
+fn set_config(c: &Connection, queue: &QueueName, config: &QueueConfig) -> Result<()> {
     let json = serde_json::to_string(config).map_err(|e| StoreError::fatal(e.to_string()))?;
     c.prepare_cached(
         "INSERT INTO queues (name, config, created_at) VALUES (?1, ?2, strftime('%s','now') * 1000) \
