@@ -30,6 +30,7 @@ use sqlx::mysql::MySqlRow;
 
 use super::db;
 use crate::sql::{self, add_count, event_cols, item_cols};
+use crate::stats;
 
 /// How many rows the completions of one queue are counted in.
 const DONE_SHARDS: i16 = 8;
@@ -646,19 +647,9 @@ pub(super) async fn stats(c: &mut MySqlConnection, now: Timestamp) -> Result<Vec
     .map_err(db)?;
     let mut out = Vec::with_capacity(queues.len());
     for (name, config, done) in queues {
-        out.push(QueueStats {
-            queue: QueueName::new(name)?,
-            scheduled: 0,
-            ready: 0,
-            leased: 0,
-            parked: 0,
-            done: done as u64,
-            oldest_ready_age_seconds: None,
-            config: serde_json::from_str(&config)
-                .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
-        });
+        out.push(stats::queue_row(name, &config, done)?);
     }
-    let groups: Vec<sql::StateGroup> = sqlx::query_as(
+    let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, COUNT(*), MIN(created_at), \
          CAST(COALESCE(SUM(state = 'leased' AND lease_expires_at <= ?), 0) AS SIGNED), \
          MIN(CASE WHEN state = 'leased' AND lease_expires_at <= ? THEN created_at END) \
@@ -670,7 +661,7 @@ pub(super) async fn stats(c: &mut MySqlConnection, now: Timestamp) -> Result<Vec
     .await
     .map_err(db)?;
     for g in groups {
-        sql::add_group(&mut out, g, now)?;
+        stats::add_group(&mut out, g, now)?;
     }
     Ok(out)
 }

@@ -27,6 +27,7 @@ use sqlx::postgres::PgRow;
 
 use super::db;
 use crate::sql::{self, add_count, event_cols, item_cols};
+use crate::stats;
 
 /// The channel on which committed work is announced to other processes.
 pub(super) const CHANNEL: &str = "baton_work";
@@ -607,19 +608,9 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
     .map_err(db)?;
     let mut out = Vec::with_capacity(queues.len());
     for (name, config, done) in queues {
-        out.push(QueueStats {
-            queue: QueueName::new(name)?,
-            scheduled: 0,
-            ready: 0,
-            leased: 0,
-            parked: 0,
-            done: done as u64,
-            oldest_ready_age_seconds: None,
-            config: serde_json::from_str(&config)
-                .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
-        });
+        out.push(stats::queue_row(name, &config, done)?);
     }
-    let groups: Vec<sql::StateGroup> = sqlx::query_as(
+    let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, count(*), min(created_at), \
          count(*) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1), \
          min(created_at) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1) \
@@ -630,7 +621,7 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
     .await
     .map_err(db)?;
     for g in groups {
-        sql::add_group(&mut out, g, now)?;
+        stats::add_group(&mut out, g, now)?;
     }
     Ok(out)
 }
