@@ -7,10 +7,10 @@
 
 use std::time::Duration as StdDuration;
 
-use baton_core::clock::{from_millis, to_millis};
+use baton_core::clock::from_millis;
 use baton_core::{
     Completion, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind, Lease, Principal,
-    QueueName, QueueStats, Result, Role, StoreError, Timestamp,
+    QueueName, Result, Role, StoreError,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
