@@ -134,8 +134,9 @@ pub trait Store: Send + Sync + 'static {
     /// A page of a queue's items in id order.
     async fn list_items(&self, queue: &QueueName, filter: &ItemFilter) -> Result<Vec<Item>>;
 
-    /// Counts per queue, for every queue that exists. Leases that expired
-    /// but were not yet swept count as ready.
+    /// Counts per queue, for every queue that exists. What a claim would
+    /// take now counts as ready even before a sweep: leases that expired
+    /// and scheduled items whose time has come.
     async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>>;
 
     /// A queue's settings (the defaults for a queue that does not exist).

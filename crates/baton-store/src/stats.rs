@@ -21,19 +21,21 @@ pub(crate) fn queue_row(name: String, config: &str, done: i64) -> Result<QueueSt
 }
 
 /// One group of live items, as the stats queries select it: queue, state,
-/// count, oldest `created_at`, and of leased items how many ran out by
-/// `now` and the oldest of those.
+/// count, oldest `created_at`, and how many of the group are claimable by
+/// time alone at `now` (a lease that ran out, a scheduled item whose time
+/// has come — neither swept yet) with the oldest of those.
 pub(crate) type StateGroup = (String, String, i64, Option<i64>, i64, Option<i64>);
 
 /// Adds a group of live items to its queue's counts. A lease that ran out
-/// but was not swept yet counts as ready, as it is in truth.
+/// or a scheduled item that is due, not swept yet, counts as ready: a
+/// claim would take it now.
 pub(crate) fn add_group(
     stats: &mut [QueueStats],
-    (queue, state, count, oldest, expired, oldest_expired): StateGroup,
+    (queue, state, count, oldest, due, oldest_due): StateGroup,
     now: Timestamp,
 ) -> Result<()> {
     let state: ItemState = state.parse()?;
-    let (count, expired) = (count.max(0) as u64, expired.max(0) as u64);
+    let (count, due) = (count.max(0) as u64, due.max(0) as u64);
     let Some(s) = stats.iter_mut().find(|s| s.queue.as_str() == queue) else {
         return Ok(());
     };
@@ -46,11 +48,14 @@ pub(crate) fn add_group(
         }
     };
     match state {
-        ItemState::Scheduled => s.scheduled += count,
+        ItemState::Scheduled => {
+            note_ready(due, oldest_due);
+            s.scheduled += count - due.min(count);
+        }
         ItemState::Ready => note_ready(count, oldest),
         ItemState::Leased => {
-            note_ready(expired, oldest_expired);
-            s.leased += count - expired.min(count);
+            note_ready(due, oldest_due);
+            s.leased += count - due.min(count);
         }
         ItemState::Parked => s.parked += count,
         ItemState::Done => s.done += count,

@@ -199,6 +199,7 @@ macro_rules! __with_cases {
             supervision::list_items_pages_by_keyset,
             supervision::queue_stats_count_every_state,
             supervision::queue_stats_count_an_unswept_expired_lease_as_ready,
+            supervision::queue_stats_count_a_due_scheduled_item_as_ready,
             supervision::queue_config_round_trips,
             supervision::invalid_queue_config_is_refused,
             supervision::concurrent_config_changes_all_survive,

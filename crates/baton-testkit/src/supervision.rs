@@ -286,6 +286,23 @@ pub async fn queue_stats_count_an_unswept_expired_lease_as_ready(db: TestStore) 
     assert_eq!((s.ready, s.leased), (1, 1));
 }
 
+/// A scheduled item whose time has come is ready in the stats before any
+/// sweep promotes it (a claim would take it), and not a moment earlier.
+pub async fn queue_stats_count_a_due_scheduled_item_as_ready(db: TestStore) {
+    let h = Harness::new(db).await;
+    h.try_enqueue("q", "k", 0, 30, None).await.unwrap();
+    let s = stats_of(&h, "q").await;
+    assert_eq!((s.scheduled, s.ready), (1, 0));
+    h.advance(secs(30) - chrono::Duration::milliseconds(1));
+    assert_eq!(stats_of(&h, "q").await.scheduled, 1);
+    h.advance(chrono::Duration::milliseconds(1));
+    let due = stats_of(&h, "q").await;
+    assert_eq!((due.scheduled, due.ready), (0, 1));
+    assert_eq!(due.oldest_ready_age_seconds, Some(30.0));
+    h.engine.sweep().await.unwrap();
+    assert_eq!(stats_of(&h, "q").await, due);
+}
+
 /// Settings written are read back unchanged, by the engine and the store;
 /// an unknown queue has the defaults.
 pub async fn queue_config_round_trips(db: TestStore) {

@@ -651,10 +651,14 @@ pub(super) async fn stats(c: &mut MySqlConnection, now: Timestamp) -> Result<Vec
     }
     let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, COUNT(*), MIN(created_at), \
-         CAST(COALESCE(SUM(state = 'leased' AND lease_expires_at <= ?), 0) AS SIGNED), \
-         MIN(CASE WHEN state = 'leased' AND lease_expires_at <= ? THEN created_at END) \
+         CAST(COALESCE(SUM((state = 'leased' AND lease_expires_at <= ?) \
+             OR (state = 'scheduled' AND available_at <= ?)), 0) AS SIGNED), \
+         MIN(CASE WHEN (state = 'leased' AND lease_expires_at <= ?) \
+             OR (state = 'scheduled' AND available_at <= ?) THEN created_at END) \
          FROM items GROUP BY queue, state",
     )
+    .bind(ms(now))
+    .bind(ms(now))
     .bind(ms(now))
     .bind(ms(now))
     .fetch_all(&mut *c)

@@ -612,8 +612,10 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
     }
     let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, count(*), min(created_at), \
-         count(*) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1), \
-         min(created_at) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1) \
+         count(*) FILTER (WHERE (state = 'leased' AND lease_expires_at <= $1) \
+             OR (state = 'scheduled' AND available_at <= $1)), \
+         min(created_at) FILTER (WHERE (state = 'leased' AND lease_expires_at <= $1) \
+             OR (state = 'scheduled' AND available_at <= $1)) \
          FROM items GROUP BY queue, state",
     )
     .bind(ms(now))

@@ -541,8 +541,10 @@ fn stats_in_tx(c: &Connection, now: Timestamp) -> Result<Vec<QueueStats>> {
     let mut stmt = c
         .prepare_cached(
             "SELECT queue, state, count(*), min(created_at), \
-             coalesce(sum(state = 'leased' AND lease_expires_at <= ?1), 0), \
-             min(CASE WHEN state = 'leased' AND lease_expires_at <= ?1 THEN created_at END) \
+             coalesce(sum((state = 'leased' AND lease_expires_at <= ?1) \
+                 OR (state = 'scheduled' AND available_at <= ?1)), 0), \
+             min(CASE WHEN (state = 'leased' AND lease_expires_at <= ?1) \
+                 OR (state = 'scheduled' AND available_at <= ?1) THEN created_at END) \
              FROM items GROUP BY queue, state",
         )
         .db()?;
