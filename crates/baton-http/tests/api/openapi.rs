@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
     ("GET", "/openapi.json"),
+    ("GET", "/livez"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
 ];

@@ -6,13 +6,15 @@ use serde_json::json;
 use crate::harness::TestApp;
 
 #[tokio::test]
-async fn healthz_answers_ok_without_a_token() {
+async fn healthz_and_livez_answer_ok_without_a_token() {
     let Some(t) = TestApp::start().await else {
         return;
     };
-    let a = t.anonymous.call(Method::GET, "/healthz", None).await;
-    assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.body, json!({"status": "ok"}));
+    for path in ["/healthz", "/livez"] {
+        let a = t.anonymous.call(Method::GET, path, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!(a.body, json!({"status": "ok"}), "{path}");
+    }
     t.stop().await;
 }
 
