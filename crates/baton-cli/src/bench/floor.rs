@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
 use super::FloorArgs;
-use super::report::{Progress, Recorder, Summary, Verdict};
+use super::report::{Progress, Recorder, Run, Summary, Verdict};
 use super::server::Target;
 
 /// Runs the scenario.
@@ -60,12 +60,14 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<Summary> {
     progress.finish();
     let n = count.load(Ordering::Relaxed);
     let summary = Summary::new(
-        "http-floor",
-        &t.db,
-        args.connections,
-        elapsed,
-        "GET /livez",
-        n,
+        Run {
+            scenario: "http-floor",
+            db: &t.db,
+            clients: args.connections,
+            elapsed,
+            operation: "GET /livez",
+            operations: n,
+        },
         rec,
         Verdict {
             ok: true,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::QueueArgs;
-use super::report::{Progress, Recorder, Summary, Verdict};
+use super::report::{Progress, Recorder, Run, Summary, Verdict};
 use super::server::Target;
 
 /// One lease as the operator saw it.
@@ -214,12 +214,14 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
     let leases = std::mem::take(&mut *leases.lock().expect("lease log"));
     let verdict = check(&t, &queue, &leases).await?;
     let summary = Summary::new(
-        "queue",
-        &t.db,
-        args.operators,
-        elapsed,
-        "claim+complete",
-        leases.len() as u64,
+        Run {
+            scenario: "queue",
+            db: &t.db,
+            clients: args.operators,
+            elapsed,
+            operation: "claim+complete",
+            operations: leases.len() as u64,
+        },
         rec,
         verdict,
     );

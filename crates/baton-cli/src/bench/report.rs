@@ -11,18 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// What one client task measured; merged at the end.
+#[derive(Default)]
 pub struct Recorder {
     latencies: BTreeMap<&'static str, Histogram<u64>>,
     errors: BTreeMap<String, u64>,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Self {
-            latencies: BTreeMap::new(),
-            errors: BTreeMap::new(),
-        }
-    }
 }
 
 impl Recorder {
@@ -111,18 +103,33 @@ pub struct Summary {
     pub verdict: Verdict,
 }
 
+/// What was run, for the summary.
+pub struct Run<'a> {
+    /// The scenario.
+    pub scenario: &'a str,
+    /// The database (password hidden).
+    pub db: &'a str,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// How long the measurement lasted.
+    pub elapsed: Duration,
+    /// What one operation is.
+    pub operation: &'a str,
+    /// Operations completed.
+    pub operations: u64,
+}
+
 impl Summary {
     /// Builds the summary from merged measurements.
-    pub fn new(
-        scenario: &str,
-        db: &str,
-        clients: usize,
-        elapsed: Duration,
-        operation: &str,
-        operations: u64,
-        rec: Recorder,
-        verdict: Verdict,
-    ) -> Self {
+    pub fn new(run: Run<'_>, rec: Recorder, verdict: Verdict) -> Self {
+        let Run {
+            scenario,
+            db,
+            clients,
+            elapsed,
+            operation,
+            operations,
+        } = run;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let requests: u64 = rec.latencies.values().map(|h| h.len()).sum();
         let ms = |us: u64| us as f64 / 1000.0;

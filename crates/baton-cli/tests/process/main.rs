@@ -2,6 +2,7 @@
 //! process over a fresh SQLite file, driven over HTTP, killed and
 //! restarted. One test binary; the harness is in [`harness`].
 
+mod bench;
 mod durability;
 mod expiry;
 mod harness;
