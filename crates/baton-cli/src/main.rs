@@ -11,6 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 mod bench;
 
+/// mimalloc: a request allocates many small, short-lived objects (JSON,
+/// rows, futures) across threads, which glibc's allocator serves slowly
+/// (measured: see README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Baton: work queues with leases, so no request is served twice.
 #[derive(Parser)]
 #[command(version, about)]

@@ -16,6 +16,7 @@ use metrics::counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_cache::AuthCache;
 use crate::identity::{generate_token, hash_token};
 use crate::waiters::Waiters;
 
@@ -42,6 +43,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     waiters: Waiters,
     settings: EngineSettings,
+    auth_cache: AuthCache,
 }
 
 /// Baton's engine. Cheap to clone; clones share everything.
@@ -59,6 +61,7 @@ impl Engine {
                 clock,
                 waiters: Waiters::default(),
                 settings,
+                auth_cache: AuthCache::default(),
             }),
         }
     }
@@ -409,12 +412,18 @@ impl Engine {
 
     // ---- identity ----
 
-    /// The principal a bearer token belongs to.
+    /// The principal a bearer token belongs to. Successful lookups are
+    /// remembered for a few seconds (see `auth_cache`).
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
-        self.inner
-            .store
-            .principal_by_token(&hash_token(token))
-            .await
+        let hash = hash_token(token);
+        if let Some(p) = self.inner.auth_cache.get(&hash) {
+            return Ok(Some(p));
+        }
+        let found = self.inner.store.principal_by_token(&hash).await?;
+        if let Some(p) = &found {
+            self.inner.auth_cache.put(hash, p.clone());
+        }
+        Ok(found)
     }
 
     /// Creates a principal if it does not exist (its role must then match)
