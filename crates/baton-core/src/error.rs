@@ -4,7 +4,7 @@
 //! Each variant maps to exactly one HTTP status and problem `type` in the
 //! HTTP layer; the core itself knows nothing of HTTP.
 
-use crate::{FencingToken, ItemId, ItemState, Timestamp};
+use crate::{FencingToken, ItemId, ItemState, MergeConflicts, StaleWrite, Timestamp};
 
 /// Result with Baton's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,6 +67,19 @@ pub enum Error {
     /// Something else already exists under this name.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A write was based on a version of a record that is no longer the
+    /// current one (or a create found the record existing); nothing was
+    /// written. Carries the current record and what changed since.
+    #[error("{}", .0.describe())]
+    PreconditionFailed(Box<StaleWrite>),
+    /// A stale partial update changed members that were changed
+    /// differently since its version; nothing was written. Carries each
+    /// conflicting member with its base, yours and theirs.
+    #[error("{}", .0.describe())]
+    MergeConflict(Box<MergeConflicts>),
+    /// The collection requires a write to name the version it is based on.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// The store failed; see [`StoreError::retryable`].
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -12,13 +12,15 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Manages principals and tokens; may do everything.
+    /// Manages principals and tokens and collection settings; may do
+    /// everything.
     Admin,
     /// Watches queues, revokes leases, requeues parked items.
     Supervisor,
-    /// A person working items: claims, heartbeats, releases, completes.
+    /// A person working items: claims, heartbeats, releases, completes;
+    /// writes records.
     Operator,
-    /// An application: enqueues and reads.
+    /// An application: enqueues, reads, writes records.
     App,
 }
 
@@ -41,9 +43,9 @@ impl Role {
         use Action::*;
         match self {
             Role::Admin => true,
-            Role::Supervisor => !matches!(action, ManagePrincipals),
-            Role::Operator => matches!(action, Work | Read),
-            Role::App => matches!(action, Enqueue | Read),
+            Role::Supervisor => !matches!(action, ManagePrincipals | Configure),
+            Role::Operator => matches!(action, Work | Read | Edit),
+            Role::App => matches!(action, Enqueue | Read | Edit),
         }
     }
 }
@@ -82,6 +84,10 @@ pub enum Action {
     Supervise,
     /// Create principals and tokens.
     ManagePrincipals,
+    /// Create, change and delete versioned records.
+    Edit,
+    /// Change a collection's settings (conflict and lock policy).
+    Configure,
 }
 
 impl Action {
@@ -92,6 +98,8 @@ impl Action {
             Action::Read => "read queues and items",
             Action::Supervise => "supervise queues",
             Action::ManagePrincipals => "manage principals",
+            Action::Edit => "write records",
+            Action::Configure => "change collection settings",
         }
     }
 }
@@ -156,6 +164,10 @@ mod tests {
         assert!(Role::Supervisor.allows(Work));
         assert!(!Role::Supervisor.allows(ManagePrincipals));
         assert!(Role::Admin.allows(ManagePrincipals));
+        for r in Role::ALL {
+            assert!(r.allows(Edit) && r.allows(Read));
+            assert_eq!(r.allows(Configure), r == Role::Admin);
+        }
     }
 
     #[test]

@@ -1,24 +1,30 @@
-//! Baton's core: the domain types, the rules about leases, the errors users
-//! meet in multi-user work, and the [`store::Store`] trait every backend
-//! implements.
+//! Baton's core: the domain types, the rules about leases and versioned
+//! records, the errors users meet in multi-user work, and the
+//! [`store::Store`] trait every backend implements.
 //!
 //! Architecture invariant: this crate knows nothing of SQL, HTTP or the
 //! async runtime. Every rule that decides what a claim, a heartbeat, a
 //! release or a completion does lives here as a plain function over plain
-//! values (see [`rules`]), with time passed in explicitly, so it can be
-//! tested exhaustively without a database.
+//! values (see [`rules`] for leases, [`record_rules`] and [`merge`] for
+//! records), with time passed in explicitly, so it can be tested
+//! exhaustively without a database.
 
 pub mod clock;
 pub mod error;
 pub mod identity;
+pub mod merge;
 pub mod names;
 pub mod queue;
+pub mod record_rules;
+pub mod records;
 pub mod rules;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result, StoreError};
 pub use identity::{Action, Principal, Role};
-pub use names::{Kind, QueueName};
+pub use merge::Change;
+pub use names::{CollectionName, Kind, QueueName, RecordKey};
 pub use queue::*;
+pub use records::*;
 pub use store::{ConfigChange, Store, Wakeups, WorkCallback};

@@ -6,17 +6,22 @@ use utoipa::ToSchema;
 
 use crate::{Error, Result};
 
-fn check_name(field: &str, s: &str, max: usize) -> Result<()> {
+/// Checks a name: 1 to `max` ASCII letters, digits, `.`, `_`, `-` and the
+/// characters of `extra`, starting with a letter or digit. Never a space,
+/// so that every database compares names byte for byte.
+fn check_name(field: &str, s: &str, max: usize, extra: &[char]) -> Result<()> {
     let mut chars = s.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let rest_ok = chars
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(&c));
     if first_ok && rest_ok && s.len() <= max {
         Ok(())
     } else {
+        let extra: String = extra.iter().map(|c| format!(", '{c}'")).collect();
         Err(Error::invalid(
             field,
             format!(
-                "{s:?} is not a valid name: 1 to {max} characters, letters, digits, '.', '_', '-', starting with a letter or digit"
+                "{s:?} is not a valid name: 1 to {max} characters, letters, digits, '.', '_', '-'{extra}, starting with a letter or digit"
             ),
         ))
     }
@@ -24,6 +29,9 @@ fn check_name(field: &str, s: &str, max: usize) -> Result<()> {
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+        name_type!($(#[$doc])* $name, $field, $max, []);
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal, [$($extra:literal),*]) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         #[serde(try_from = "String", into = "String")]
@@ -37,7 +45,7 @@ macro_rules! name_type {
             /// Parses and validates a name.
             pub fn new(s: impl Into<String>) -> Result<Self> {
                 let s = s.into();
-                check_name($field, &s, $max)?;
+                check_name($field, &s, $max, &[$($extra),*])?;
                 Ok(Self(s))
             }
 
@@ -82,6 +90,18 @@ name_type!(
     /// The kind of an item, for example `refund`; claimers may filter on it.
     Kind, "kind", 64
 );
+name_type!(
+    /// The name of a collection of versioned records, for example
+    /// `clients`.
+    CollectionName, "collection", 64
+);
+name_type!(
+    /// The key of a record within its collection, for example `bob`,
+    /// `42` or `bob@example.com`. Letters, digits, `.`, `_`, `-`, `:`, `@`,
+    /// so that `{collection}/{key}` is a lock resource name and a path
+    /// segment as it is.
+    RecordKey, "key", 128, [':', '@']
+);
 
 #[cfg(test)]
 mod tests {
@@ -98,6 +118,12 @@ mod tests {
         assert!(QueueName::new("x".repeat(128)).is_ok());
         assert!(QueueName::new("x".repeat(129)).is_err());
         assert!(Kind::new("x".repeat(65)).is_err());
+        assert!(RecordKey::new("bob@example.com").is_ok());
+        assert!(RecordKey::new("order:1042").is_ok());
+        assert!(RecordKey::new("a/b").is_err());
+        assert!(RecordKey::new("bob ").is_err());
+        assert!(QueueName::new("a:b").is_err());
+        assert!(CollectionName::new("x".repeat(65)).is_err());
         let e = QueueName::new("a/b").unwrap_err();
         assert!(matches!(e, Error::Invalid { ref field, .. } if field == "queue"));
     }

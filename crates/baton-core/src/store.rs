@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use chrono::Duration;
 
 use crate::{
-    ClaimRequest, Claimed, CompleteRequest, FencingToken, Item, ItemEvent, ItemFilter, ItemId,
-    NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role, SweepReport, Timestamp,
+    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConflictId,
+    ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId, NewItem,
+    Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter, RecordHead, RecordKey,
+    RecordVersion, RecordWrite, Result, Role, SweepReport, Timestamp, Version, Written,
 };
 
 /// How news of available work reaches waiting claimers in *other*
@@ -44,10 +46,11 @@ pub enum Wakeups {
 /// connection was lost) and every waiting claimer should look again.
 pub type WorkCallback = Arc<dyn Fn(Option<&QueueName>) + Send + Sync>;
 
-/// A change of a queue's settings, applied to the current ones inside the
-/// store's transaction (and possibly again, when the transaction is
-/// retried after losing a race). Refusing leaves the settings unchanged.
-pub type ConfigChange = Arc<dyn Fn(QueueConfig) -> Result<QueueConfig> + Send + Sync>;
+/// A change of a queue's (or a collection's) settings, applied to the
+/// current ones inside the store's transaction (and possibly again, when
+/// the transaction is retried after losing a race). Refusing leaves the
+/// settings unchanged.
+pub type ConfigChange<T = QueueConfig> = Arc<dyn Fn(T) -> Result<T> + Send + Sync>;
 
 /// A durable home for Baton's state.
 #[async_trait]
@@ -166,6 +169,72 @@ pub trait Store: Send + Sync + 'static {
     /// keys older than `key_retention`. Idempotent: sweeping twice at the
     /// same `now` changes nothing the second time.
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport>;
+
+    // ---- versioned records ----
+
+    /// A collection's settings (the defaults for a collection never used).
+    async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig>;
+
+    /// Changes a collection's settings atomically (creating the collection
+    /// if new), as [`Store::update_queue_config`] does for queues.
+    async fn update_collection_config(
+        &self,
+        collection: &CollectionName,
+        change: ConfigChange<CollectionConfig>,
+    ) -> Result<CollectionConfig>;
+
+    /// The latest state of a key: the record, or its tombstone after a
+    /// delete; `None` for a key never written.
+    async fn record_head(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+    ) -> Result<Option<RecordHead>>;
+
+    /// One write, atomically, by the rules of [`crate::record_rules`]:
+    /// with the key's row locked (and the collection created with default
+    /// settings if new), [`crate::record_rules::plan`] against the head and
+    /// the collection's settings; for [`crate::record_rules::Plan::Stale`],
+    /// [`crate::record_rules::resolve`] with the versions from the base on
+    /// (the base with its data); then the new head saved and the version
+    /// appended. A refusal writes nothing.
+    async fn write_record(&self, write: RecordWrite, now: Timestamp) -> Result<Written>;
+
+    /// A page of a collection's live records (not deleted), by key in byte
+    /// order.
+    async fn list_records(
+        &self,
+        collection: &CollectionName,
+        filter: &RecordFilter,
+    ) -> Result<Vec<Record>>;
+
+    /// A page of a key's history, oldest first, without the versions'
+    /// data. `NotFound` for a key never written.
+    async fn record_history(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<RecordVersion>>;
+
+    /// One version of a key, with its data (none for a tombstone).
+    /// `NotFound` if there is no such version.
+    async fn record_version(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        version: Version,
+    ) -> Result<RecordVersion>;
+
+    /// Keeps a refused write (its `id` is ignored); returns its id.
+    async fn save_conflict(&self, conflict: &ConflictObject) -> Result<ConflictId>;
+
+    /// A kept refused write, unless forgotten.
+    async fn conflict(&self, id: ConflictId) -> Result<Option<ConflictObject>>;
+
+    /// Forgets the refused writes whose `expires_at` is not after `now`;
+    /// returns how many. Idempotent.
+    async fn forget_conflicts(&self, now: Timestamp) -> Result<u64>;
 
     // ---- identity ----
 
