@@ -21,7 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::merge::{Change, present};
-use crate::{CollectionName, Error, RecordKey, Result, Timestamp};
+use crate::{CollectionName, Error, RecordKey, Result};
 
 /// Identifier of a lock of the lock manager, as a write names it.
 pub type RecordLockId = i64;

@@ -176,11 +176,12 @@ pub trait Store: Send + Sync + 'static {
     async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig>;
 
     /// Changes a collection's settings atomically (creating the collection
-    /// if new), as [`Store::update_queue_config`] does for queues.
+    /// at `now` if new), as [`Store::update_queue_config`] does for queues.
     async fn update_collection_config(
         &self,
         collection: &CollectionName,
         change: ConfigChange<CollectionConfig>,
+        now: Timestamp,
     ) -> Result<CollectionConfig>;
 
     /// The latest state of a key: the record, or its tombstone after a

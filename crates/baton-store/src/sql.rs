@@ -9,8 +9,9 @@ use std::time::Duration as StdDuration;
 
 use baton_core::clock::from_millis;
 use baton_core::{
-    Completion, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind, Lease, Principal,
-    QueueName, Result, Role, StoreError,
+    CollectionName, Completion, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind,
+    Lease, MergedFrom, Principal, QueueName, Record, RecordHead, RecordKey, RecordVersion, Result,
+    Role, StoreError, Version,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -33,6 +34,23 @@ macro_rules! event_cols {
     };
 }
 pub(crate) use event_cols;
+
+/// The columns of `records`, in the order [`record_head`] reads.
+macro_rules! record_cols {
+    () => {
+        "collection, record_key, version, deleted, data, created_by, created_at, updated_by, updated_at"
+    };
+}
+pub(crate) use record_cols;
+
+/// The columns of `record_versions` but `data`, in the order
+/// [`record_version`] reads; a query selects the data (or `NULL`) next.
+macro_rules! version_cols {
+    () => {
+        "version, kind, actor, at, base_version, merged_base, merged_current, deleted, changes"
+    };
+}
+pub(crate) use version_cols;
 
 /// How many times a transaction that lost a race (serialization failure,
 /// deadlock, lock timeout, a unique key taken by a concurrent insert) is
@@ -231,6 +249,81 @@ where
         queue: QueueName::new(col::<_, String>(row, 5)?)?,
         detail: serde_json::from_str(&col::<_, String>(row, 6)?).map_err(|e| bad("detail", e))?,
     })
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| bad(what, e))
+}
+
+/// Serializes a value Baton stores as JSON text.
+pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::fatal(e.to_string()).into())
+}
+
+/// Reads a key's head from a row selected with [`record_cols!`].
+pub(crate) fn record_head<R>(row: &R) -> Result<RecordHead>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(RecordHead {
+        record: Record {
+            collection: CollectionName::new(col::<_, String>(row, 0)?)?,
+            key: RecordKey::new(col::<_, String>(row, 1)?)?,
+            version: Version(col(row, 2)?),
+            data: json("record data", &col::<_, String>(row, 4)?)?,
+            created_by: col(row, 5)?,
+            created_at: from_millis(col(row, 6)?),
+            updated_by: col(row, 7)?,
+            updated_at: from_millis(col(row, 8)?),
+        },
+        deleted: col(row, 3)?,
+    })
+}
+
+/// Reads a version from a row selected with [`version_cols!`] and then
+/// the data (or `NULL`).
+pub(crate) fn record_version<R>(row: &R) -> Result<RecordVersion>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let merged = (
+        col::<_, Option<i64>>(row, 5)?,
+        col::<_, Option<i64>>(row, 6)?,
+    );
+    Ok(RecordVersion {
+        version: Version(col(row, 0)?),
+        kind: col::<_, String>(row, 1)?.parse()?,
+        by: col(row, 2)?,
+        at: from_millis(col(row, 3)?),
+        base_version: col::<_, Option<i64>>(row, 4)?.map(Version),
+        merged_from: match merged {
+            (Some(b), Some(c)) => Some(MergedFrom {
+                base: Version(b),
+                current: Version(c),
+            }),
+            _ => None,
+        },
+        deleted: col(row, 7)?,
+        changes: json("record changes", &col::<_, String>(row, 8)?)?,
+        data: col::<_, Option<String>>(row, 9)?
+            .map(|d| json("record data", &d))
+            .transpose()?,
+    })
+}
+
+/// Reads a kept refused write from its stored JSON.
+pub(crate) fn conflict_object(id: i64, detail: &str) -> Result<baton_core::ConflictObject> {
+    let mut o: baton_core::ConflictObject = json("conflict object", detail)?;
+    o.id = id;
+    Ok(o)
 }
 
 /// Reads a principal from a row selected as `id, name, role`.

@@ -5,7 +5,7 @@
 //! operation means; the tests here hold every backend to it. The tests are
 //! plain `pub async fn`s, one area per module ([`queue_ops`], [`lease_ops`],
 //! [`refusals`], [`expiry`], [`supervision`], [`identity`], [`long_poll`],
-//! [`concurrency`], [`model`]). Each takes a [`TestStore`] — a fresh, empty,
+//! [`concurrency`], [`model`], [`records`]). Each takes a [`TestStore`] — a fresh, empty,
 //! isolated store — and drives it through [`baton::Engine`] with a
 //! [`ManualClock`](baton_core::ManualClock) (see [`harness`]), or through the
 //! `Store` trait directly where that is the clearer specification.
@@ -79,6 +79,7 @@ pub mod lease_ops;
 pub mod long_poll;
 pub mod model;
 pub mod queue_ops;
+pub mod records;
 pub mod refusals;
 pub mod supervision;
 
@@ -215,6 +216,24 @@ macro_rules! __with_cases {
             concurrency::many_claimers_complete_every_item_exactly_once,
             concurrency::stalled_workers_never_complete_with_a_stale_token,
             model::random_operations_agree_with_the_rules_model,
+            records::record_lifecycle_is_versioned_and_recorded,
+            records::record_created_again_after_delete_keeps_counting,
+            records::record_missing_is_not_found_before_any_precondition,
+            records::record_write_without_precondition_is_refused_unless_last_write_wins,
+            records::stale_write_is_refused_with_what_changed_and_kept,
+            records::create_of_an_existing_record_is_refused,
+            records::stale_patch_of_other_fields_is_merged,
+            records::stale_patch_of_the_same_field_conflicts,
+            records::last_write_wins_keeps_every_version,
+            records::if_match_lists_and_any,
+            records::records_are_listed_by_key_in_pages,
+            records::record_history_pages_by_version,
+            records::collection_settings_are_admin_only,
+            records::conflict_objects_are_forgotten_after_retention,
+            records::record_limits_are_enforced,
+            records::concurrent_increments_never_lose_an_update,
+            records::concurrent_creates_make_one_record,
+            records::concurrent_disjoint_patches_all_merge,
         }
     };
 }
@@ -295,6 +314,7 @@ mod tests {
             ("long_poll", include_str!("long_poll.rs")),
             ("concurrency", include_str!("concurrency.rs")),
             ("model", include_str!("model.rs")),
+            ("records", include_str!("records.rs")),
         ];
         let mut defined: Vec<String> = Vec::new();
         for (module, src) in sources {

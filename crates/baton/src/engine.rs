@@ -16,6 +16,8 @@ use metrics::counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod records;
+
 use crate::auth_cache::AuthCache;
 use crate::identity::{generate_token, hash_token};
 use crate::waiters::Waiters;
@@ -27,6 +29,8 @@ pub struct EngineSettings {
     pub sweep_interval: StdDuration,
     /// How long a claim's idempotency key is remembered.
     pub idempotency_retention: Duration,
+    /// How long a refused record write is kept for its author.
+    pub conflict_retention: Duration,
 }
 
 impl Default for EngineSettings {
@@ -34,6 +38,9 @@ impl Default for EngineSettings {
         Self {
             sweep_interval: StdDuration::from_millis(500),
             idempotency_retention: Duration::hours(24),
+            conflict_retention: Duration::seconds(
+                baton_core::record_limits::CONFLICT_RETENTION_SECONDS,
+            ),
         }
     }
 }
@@ -318,14 +325,16 @@ impl Engine {
     // ---- maintenance ----
 
     /// One sweep: expire overdue leases, promote due scheduled items,
-    /// forget old idempotency keys; then wake claimers for what became
-    /// claimable.
+    /// forget old idempotency keys and expired conflict objects; then wake
+    /// claimers for what became claimable.
     pub async fn sweep(&self) -> Result<SweepReport> {
+        let now = self.now();
         let report = self
             .inner
             .store
-            .sweep(self.now(), self.inner.settings.idempotency_retention)
+            .sweep(now, self.inner.settings.idempotency_retention)
             .await?;
+        self.inner.store.forget_conflicts(now).await?;
         counter!("baton_leases_expired_total").increment(report.expired);
         counter!("baton_items_parked_total").increment(report.parked);
         for (queue, n) in &report.became_ready {

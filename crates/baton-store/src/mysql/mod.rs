@@ -10,15 +10,18 @@
 //! polling ([`Wakeups::Poll`]).
 
 mod queue;
+mod records;
 
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use baton_core::clock::to_millis;
 use baton_core::{
-    ClaimRequest, Claimed, CompleteRequest, ConfigChange, Error, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role,
-    Store, StoreError, SweepReport, Timestamp, Wakeups, rules,
+    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConfigChange,
+    ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter,
+    ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter,
+    RecordHead, RecordKey, RecordVersion, RecordWrite, Result, Role, Store, StoreError,
+    SweepReport, Timestamp, Version, Wakeups, Written, rules,
 };
 use chrono::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
@@ -248,6 +251,72 @@ impl Store for MySqlStore {
 
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
         in_tx!(self.pool, db, |c| queue::sweep(c, now, key_retention).await)
+    }
+
+    async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig> {
+        records::config(&mut *self.conn().await?, collection).await
+    }
+
+    async fn update_collection_config(
+        &self,
+        collection: &CollectionName,
+        change: ConfigChange<CollectionConfig>,
+        now: Timestamp,
+    ) -> Result<CollectionConfig> {
+        in_tx!(self.pool, db, |c| records::update_config(
+            c, collection, &change, now
+        )
+        .await)
+    }
+
+    async fn record_head(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+    ) -> Result<Option<RecordHead>> {
+        records::head(&mut *self.conn().await?, collection, key, false).await
+    }
+
+    async fn write_record(&self, write: RecordWrite, now: Timestamp) -> Result<Written> {
+        in_tx!(self.pool, db, |c| records::write(c, &write, now).await)
+    }
+
+    async fn list_records(
+        &self,
+        collection: &CollectionName,
+        filter: &RecordFilter,
+    ) -> Result<Vec<Record>> {
+        records::list(&mut *self.conn().await?, collection, filter).await
+    }
+
+    async fn record_history(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<RecordVersion>> {
+        records::history(&mut *self.conn().await?, collection, key, filter).await
+    }
+
+    async fn record_version(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        version: Version,
+    ) -> Result<RecordVersion> {
+        records::version(&mut *self.conn().await?, collection, key, version).await
+    }
+
+    async fn save_conflict(&self, conflict: &ConflictObject) -> Result<ConflictId> {
+        records::save_conflict(&mut *self.conn().await?, conflict).await
+    }
+
+    async fn conflict(&self, id: ConflictId) -> Result<Option<ConflictObject>> {
+        records::conflict(&mut *self.conn().await?, id).await
+    }
+
+    async fn forget_conflicts(&self, now: Timestamp) -> Result<u64> {
+        records::forget_conflicts(&mut *self.conn().await?, now).await
     }
 
     async fn create_principal(&self, name: &str, role: Role, now: Timestamp) -> Result<Principal> {

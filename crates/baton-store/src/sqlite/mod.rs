@@ -17,15 +17,18 @@
 mod actor;
 mod identity;
 mod queue;
+mod records;
 mod rows;
 
 use std::path::Path;
 
 use async_trait::async_trait;
 use baton_core::{
-    ClaimRequest, Claimed, CompleteRequest, ConfigChange, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result, Role,
-    Store, StoreError, SweepReport, Timestamp,
+    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConfigChange,
+    ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId,
+    NewItem, Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter, RecordHead,
+    RecordKey, RecordVersion, RecordWrite, Result, Role, Store, StoreError, SweepReport, Timestamp,
+    Version, Written,
 };
 use chrono::Duration;
 use rusqlite::Connection;
@@ -35,9 +38,10 @@ use actor::{Readers, Writer};
 
 /// Schema migrations, applied in order; the database's `user_version`
 /// records how many ran. Never edit one that has shipped: add another.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!(
-    "../../migrations/sqlite/0001_queues.sql"
-))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/sqlite/0001_queues.sql")),
+    M::up(include_str!("../../migrations/sqlite/0003_records.sql")),
+];
 
 /// Number of reader connections.
 const READERS: usize = 4;
@@ -244,6 +248,94 @@ impl Store for SqliteStore {
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
         self.writer
             .write(move |c| queue::sweep(c, now, key_retention))
+            .await
+    }
+
+    async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig> {
+        let collection = collection.clone();
+        self.readers
+            .read(move |c| records::config(c, &collection))
+            .await
+    }
+
+    async fn update_collection_config(
+        &self,
+        collection: &CollectionName,
+        change: ConfigChange<CollectionConfig>,
+        now: Timestamp,
+    ) -> Result<CollectionConfig> {
+        let collection = collection.clone();
+        self.writer
+            .write(move |c| records::update_config(c, &collection, &change, now))
+            .await
+    }
+
+    async fn record_head(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+    ) -> Result<Option<RecordHead>> {
+        let (collection, key) = (collection.clone(), key.clone());
+        self.readers
+            .read(move |c| records::load_head(c, &collection, &key))
+            .await
+    }
+
+    async fn write_record(&self, write: RecordWrite, now: Timestamp) -> Result<Written> {
+        self.writer
+            .write(move |c| records::write(c, &write, now))
+            .await
+    }
+
+    async fn list_records(
+        &self,
+        collection: &CollectionName,
+        filter: &RecordFilter,
+    ) -> Result<Vec<Record>> {
+        let (collection, filter) = (collection.clone(), filter.clone());
+        self.readers
+            .read(move |c| records::list(c, &collection, &filter))
+            .await
+    }
+
+    async fn record_history(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<RecordVersion>> {
+        let (collection, key, filter) = (collection.clone(), key.clone(), filter.clone());
+        self.readers
+            .read(move |c| records::history(c, &collection, &key, &filter))
+            .await
+    }
+
+    async fn record_version(
+        &self,
+        collection: &CollectionName,
+        key: &RecordKey,
+        version: Version,
+    ) -> Result<RecordVersion> {
+        let (collection, key) = (collection.clone(), key.clone());
+        self.readers
+            .read(move |c| records::version_of(c, &collection, &key, version))
+            .await
+    }
+
+    async fn save_conflict(&self, conflict: &ConflictObject) -> Result<ConflictId> {
+        let conflict = conflict.clone();
+        self.writer
+            .write(move |c| records::save_conflict(c, &conflict))
+            .await
+    }
+
+    async fn conflict(&self, id: ConflictId) -> Result<Option<ConflictObject>> {
+        self.readers.read(move |c| records::conflict(c, id)).await
+    }
+
+    async fn forget_conflicts(&self, now: Timestamp) -> Result<u64> {
+        self.writer
+            .write(move |c| records::forget_conflicts(c, now))
             .await
     }
 
