@@ -13,7 +13,10 @@
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use baton::{Error, FencingToken, ItemId, ItemState};
+use baton::{
+    Change, ChangeSince, ConflictId, Error, FencingToken, FieldConflict, ItemId, ItemState, Record,
+    Version,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -60,6 +63,32 @@ pub struct Problem {
     /// `wrong-state`: the item's current state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<ItemState>,
+    /// `precondition-failed`, `merge-conflict`: the record as it is now
+    /// (data, version, who and when); its version is also the `ETag` of
+    /// the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
+    /// `precondition-failed`: each member changed since the version you
+    /// sent, from what to what, by whom, when, in which version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<ChangeSince>>,
+    /// `merge-conflict`: the version your change was based on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<Version>,
+    /// `merge-conflict`: each member you and someone else changed
+    /// differently: base, yours, theirs, and who made theirs when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<FieldConflict>>,
+    /// `merge-conflict`: your changes that did merge cleanly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Vec<Change>>,
+    /// `precondition-failed`, `merge-conflict`: the refused write, kept
+    /// for you at `conflict_url` (`GET /v1/conflicts/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_id: Option<ConflictId>,
+    /// See `conflict_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_url: Option<String>,
 }
 
 /// The kinds of problem the API answers with: status, slug and title.
@@ -85,6 +114,13 @@ pub enum ProblemKind {
     WrongState,
     /// 409: the name is taken.
     AlreadyExists,
+    /// 409: a stale partial update overlaps changes made since its version.
+    MergeConflict,
+    /// 412: the record is not at the version the write was based on (or,
+    /// for a create, exists).
+    PreconditionFailed,
+    /// 428: the write must say which version it is based on.
+    PreconditionRequired,
     /// 413: the body is over the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -101,7 +137,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 16] = [
+    pub const ALL: [ProblemKind; 19] = [
         ProblemKind::Malformed,
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -112,6 +148,9 @@ impl ProblemKind {
         ProblemKind::StaleToken,
         ProblemKind::WrongState,
         ProblemKind::AlreadyExists,
+        ProblemKind::MergeConflict,
+        ProblemKind::PreconditionFailed,
+        ProblemKind::PreconditionRequired,
         ProblemKind::PayloadTooLarge,
         ProblemKind::UnsupportedMediaType,
         ProblemKind::Invalid,
@@ -129,7 +168,9 @@ impl ProblemKind {
             Forbidden | NotHolder => StatusCode::FORBIDDEN,
             NotFound | UnknownRoute => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            StaleToken | WrongState | AlreadyExists => StatusCode::CONFLICT,
+            StaleToken | WrongState | AlreadyExists | MergeConflict => StatusCode::CONFLICT,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Invalid => StatusCode::UNPROCESSABLE_ENTITY,
@@ -152,6 +193,9 @@ impl ProblemKind {
             StaleToken => "stale-token",
             WrongState => "wrong-state",
             AlreadyExists => "already-exists",
+            MergeConflict => "merge-conflict",
+            PreconditionFailed => "precondition-failed",
+            PreconditionRequired => "precondition-required",
             PayloadTooLarge => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             Invalid => "invalid",
@@ -175,6 +219,9 @@ impl ProblemKind {
             StaleToken => "Stale fencing token",
             WrongState => "Item is in the wrong state",
             AlreadyExists => "Already exists",
+            MergeConflict => "Your change conflicts with changes made since your version",
+            PreconditionFailed => "The record changed since your version",
+            PreconditionRequired => "Say which version your write is based on",
             PayloadTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             Invalid => "Invalid field",
@@ -214,6 +261,13 @@ impl ApiError {
                 current: None,
                 holder: None,
                 state: None,
+                record: None,
+                changed: None,
+                base_version: None,
+                conflicts: None,
+                merged: None,
+                conflict_id: None,
+                conflict_url: None,
             }),
             headers: Vec::new(),
         }
@@ -257,6 +311,23 @@ impl ApiError {
     /// Names the request field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.problem.field = Some(field.into());
+        self
+    }
+
+    /// Adds the `ETag` of a record's version.
+    fn with_etag(self, version: Version) -> Self {
+        match HeaderValue::try_from(etag(version)) {
+            Ok(v) => self.with_header(header::ETAG, v),
+            Err(_) => self,
+        }
+    }
+
+    /// Names the kept refused write.
+    fn with_conflict(mut self, id: Option<ConflictId>) -> Self {
+        if let Some(id) = id {
+            self.problem.conflict_id = Some(id);
+            self.problem.conflict_url = Some(format!("/v1/conflicts/{id}"));
+        }
         self
     }
 
@@ -311,6 +382,25 @@ impl From<Error> for ApiError {
                 err
             }
             Error::AlreadyExists(_) => Self::new(ProblemKind::AlreadyExists, detail),
+            Error::PreconditionFailed(stale) => {
+                let mut err = Self::new(ProblemKind::PreconditionFailed, detail)
+                    .with_etag(stale.current.version)
+                    .with_conflict(stale.conflict);
+                err.problem.record = Some(stale.current);
+                err.problem.changed = Some(stale.changed);
+                err
+            }
+            Error::MergeConflict(m) => {
+                let mut err = Self::new(ProblemKind::MergeConflict, detail)
+                    .with_etag(m.current.version)
+                    .with_conflict(m.conflict);
+                err.problem.record = Some(m.current);
+                err.problem.base_version = Some(m.base);
+                err.problem.conflicts = Some(m.conflicts);
+                err.problem.merged = Some(m.merged);
+                err
+            }
+            Error::PreconditionRequired(_) => Self::new(ProblemKind::PreconditionRequired, detail),
             Error::Store(s) if s.retryable => {
                 tracing::warn!(error = %s.message, "store unavailable; answering 503");
                 Self::unavailable(
@@ -390,6 +480,11 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// The strong entity tag of a record version: `"3"`.
+pub(crate) fn etag(version: Version) -> String {
+    format!("\"{version}\"")
+}
 
 /// Renames the field of an [`Error::Invalid`] (the core names a queue name
 /// `queue`; in a completion it is `escalate_to`).

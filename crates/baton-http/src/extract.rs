@@ -6,6 +6,8 @@
 //!   (a missing or unknown field, a wrong type, a number out of range) →
 //!   422 naming the field.
 //! - [`OptionalJson`]: the same, but an empty body means the defaults.
+//! - [`MergePatch`]: a JSON Merge Patch (RFC 7396): `Content-Type:
+//!   application/merge-patch+json` and nothing else (415), any JSON value.
 //! - [`Path`], [`Query`]: axum's, with a 400 problem on failure.
 
 use axum::body::Bytes;
@@ -23,6 +25,14 @@ pub struct Json<T>(pub T);
 /// A JSON request body that may be absent (empty): then `T::default()`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptionalJson<T>(pub T);
+
+/// A JSON Merge Patch body (RFC 7396), sent as
+/// `application/merge-patch+json`.
+#[derive(Debug, Clone, Default)]
+pub struct MergePatch(pub serde_json::Value);
+
+/// The media type of a JSON Merge Patch.
+pub const MERGE_PATCH_JSON: &str = "application/merge-patch+json";
 
 /// Path parameters; a parameter that does not parse is a 400 problem.
 #[derive(Debug, Clone, FromRequestParts)]
@@ -70,6 +80,27 @@ where
     }
 }
 
+impl<S> FromRequest<S> for MergePatch
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if essence(req.headers()).as_deref() != Some(MERGE_PATCH_JSON) {
+            return Err(ApiError::new(
+                ProblemKind::UnsupportedMediaType,
+                format!(
+                    "PATCH takes a JSON Merge Patch (RFC 7396): send it with \
+                     `Content-Type: {MERGE_PATCH_JSON}`; to replace the whole record, use PUT"
+                ),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await?;
+        parse(&bytes).map(MergePatch)
+    }
+}
+
 fn not_json() -> ApiError {
     ApiError::new(
         ProblemKind::UnsupportedMediaType,
@@ -77,22 +108,25 @@ fn not_json() -> ApiError {
     )
 }
 
+/// The media type of the body without parameters, lower case.
+fn essence(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// `application/json` or any `application/*+json`, with any parameters.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence(headers).is_some_and(|essence| {
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
 }
 
 /// Parses `bytes` as `T`, telling apart unreadable JSON (400) from JSON

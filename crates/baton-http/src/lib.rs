@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Code map: [`auth`] (who is calling), [`extract`] (bodies, paths and
-//! queries whose rejections are problems), [`error`] (every problem),
+//! queries whose rejections are problems), `conditional` (`If-Match`,
+//! `If-None-Match`, `ETag`), [`error`] (every problem),
 //! `routes` (the handlers, one module per resource), [`mod@openapi`] (the
 //! document's fixed parts), [`metrics`] (the recorder and
 //! the request middleware).
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod conditional;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -21,3 +21,5 @@ mod openapi;
 mod ops;
 #[path = "api/queues.rs"]
 mod queues;
+#[path = "api/records.rs"]
+mod records;

@@ -7,6 +7,7 @@ pub(crate) mod items;
 pub(crate) mod ops;
 pub(crate) mod principals;
 pub(crate) mod queues;
+pub(crate) mod records;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -17,6 +18,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .merge(queues::router())
         .merge(items::router())
+        .merge(records::router())
         .merge(principals::router())
         .merge(ops::router())
 }

@@ -105,6 +105,17 @@ impl TestApp {
         body["id"].as_i64().expect("id")
     }
 
+    /// Creates a principal named `name` with `role` (as admin); a client
+    /// for it.
+    pub async fn principal(&self, name: &str, role: &str) -> Api {
+        let (status, body) = self
+            .admin
+            .post("/v1/principals", json!({"name": name, "role": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Api::new(&self.url, Some(body["token"].as_str().expect("token")))
+    }
+
     /// The item and its history, to show a refused request changed nothing.
     pub async fn snapshot(&self, id: i64) -> (Value, Value) {
         let (s1, item) = self.supervisor.get(&format!("/v1/items/{id}")).await;

@@ -24,6 +24,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/items/{id}/complete"),
     ("POST", "/v1/items/{id}/revoke"),
     ("POST", "/v1/items/{id}/requeue"),
+    ("GET", "/v1/collections/{collection}"),
+    ("PUT", "/v1/collections/{collection}"),
+    ("GET", "/v1/collections/{collection}/records"),
+    ("GET", "/v1/collections/{collection}/records/{key}"),
+    ("PUT", "/v1/collections/{collection}/records/{key}"),
+    ("PATCH", "/v1/collections/{collection}/records/{key}"),
+    ("DELETE", "/v1/collections/{collection}/records/{key}"),
+    ("GET", "/v1/collections/{collection}/records/{key}/history"),
+    (
+        "GET",
+        "/v1/collections/{collection}/records/{key}/versions/{version}",
+    ),
+    ("GET", "/v1/conflicts/{id}"),
     ("GET", "/v1/me"),
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
@@ -37,7 +50,12 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A concrete path for a template.
 fn concrete(template: &str) -> String {
-    template.replace("{queue}", "drift").replace("{id}", "1")
+    template
+        .replace("{queue}", "drift")
+        .replace("{id}", "1")
+        .replace("{collection}", "drift")
+        .replace("{key}", "k")
+        .replace("{version}", "1")
 }
 
 /// Whether the router has a handler for this method and path: anything but
@@ -127,6 +145,13 @@ async fn every_operation_documents_security_and_problems() {
         "QueueConfig",
         "ItemEvent",
         "Principal",
+        "Record",
+        "RecordVersion",
+        "Written",
+        "ConflictObject",
+        "CollectionConfig",
+        "FieldConflict",
+        "ChangeSince",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
