@@ -143,10 +143,25 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send(method, path, &[], body).await
+    }
+
+    /// Sends a request with extra headers; returns status, response
+    /// headers and JSON body (Null when empty).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -115,7 +115,7 @@ async fn two_servers_on_one_mariadb_never_share_an_item() {
 
 /// `n` servers over one database; the first one migrates it and prints
 /// the admin token.
-fn servers_on(url: &str, n: usize) -> Vec<Server> {
+pub(crate) fn servers_on(url: &str, n: usize) -> Vec<Server> {
     let first = Server::start_url(url, &[]);
     assert!(first.admin_token.is_some(), "first start prints a token");
     let mut all = vec![first];

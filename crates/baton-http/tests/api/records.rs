@@ -978,7 +978,8 @@ async fn listing_history_versions_and_delete() {
 }
 
 /// The lost-update race: 16 clients each make 200 read-modify-write
-/// increments of one counter with If-Match, retrying on 412. The final
+/// increments of one counter with If-Match, retrying on 412 (with the
+/// current value the 412 carries). The final
 /// value is the number of successful writes, and the history shows every
 /// successful write based on the version it replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -992,6 +993,7 @@ async fn sixteen_clients_lose_no_increment() {
     let (ok, refused) = increment_race(&t, &counter, 16, 200).await;
     assert_eq!(ok, 16 * 200);
     assert!(refused > 0, "the clients did race");
+    eprintln!("race: {ok} writes, {refused} refused");
     check_counter(&t.admin, &counter, ok).await;
     t.stop().await;
 }
@@ -1020,7 +1022,10 @@ pub async fn increment_race(
     (ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst))
 }
 
-/// One client: read, add one, write with If-Match; on 412 read again.
+/// One client: read, add one, write with If-Match. A 412 carries the
+/// current record and its ETag: the client adds one to that and tries
+/// again, after a short random pause that grows while it keeps losing
+/// (so that 16 clients do not all collide on every round).
 pub async fn increment(
     api: &Api,
     path: &str,
@@ -1028,12 +1033,17 @@ pub async fn increment(
     ok: &AtomicUsize,
     refused: &AtomicUsize,
 ) {
+    use rand::Rng;
     for _ in 0..each {
+        let r = get(api, path).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let (mut n, mut etag) = (
+            r.body["data"]["n"].as_i64().expect("n"),
+            r.header("etag").to_owned(),
+        );
+        let mut lost = 0u32;
         loop {
-            let r = get(api, path).await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            let n = r.body["data"]["n"].as_i64().expect("n");
-            let w = put(api, path, r.header("etag"), json!({"n": n + 1})).await;
+            let w = put(api, path, &etag, json!({"n": n + 1})).await;
             match w.status {
                 StatusCode::OK => {
                     ok.fetch_add(1, Ordering::SeqCst);
@@ -1041,6 +1051,11 @@ pub async fn increment(
                 }
                 StatusCode::PRECONDITION_FAILED => {
                     refused.fetch_add(1, Ordering::SeqCst);
+                    n = w.body["record"]["data"]["n"].as_i64().expect("current n");
+                    etag = w.header("etag").to_owned();
+                    lost += 1;
+                    let pause = rand::rng().random_range(0..=(1u64 << lost.min(5)));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 other => panic!("PUT answered {other}: {}", w.body),
             }
