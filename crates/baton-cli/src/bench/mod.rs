@@ -13,6 +13,7 @@ mod floor;
 mod queue;
 mod report;
 mod server;
+mod waiters;
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     Queue(QueueArgs),
     /// The same HTTP stack and client answering `GET /livez`.
     HttpFloor(FloorArgs),
+    /// Many idle long-poll claimers (server in a child process): its
+    /// memory, and how fast an enqueued item reaches one of them.
+    Waiters(WaitersArgs),
 }
 
 /// What every scenario shares.
@@ -74,6 +78,19 @@ pub struct QueueArgs {
     pub producers: usize,
 }
 
+/// `baton bench waiters`.
+#[derive(Args, Clone)]
+pub struct WaitersArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Idle long-poll claimers (one connection each).
+    #[arg(long, default_value_t = 10_000)]
+    pub waiters: usize,
+    /// Items enqueued one at a time, each timed until a waiter has it.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+}
+
 /// `baton bench http-floor`.
 #[derive(Args, Clone)]
 pub struct FloorArgs {
@@ -95,6 +112,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::HttpFloor(args) => {
             let json = args.common.json;
             (floor::run(args).await?, json)
+        }
+        BenchCommand::Waiters(args) => {
+            let json = args.common.json;
+            (waiters::run(args).await?, json)
         }
     };
     if json {

@@ -48,6 +48,12 @@ fn queue_smoke_on_sqlite() {
     assert_eq!(s["operations"], 300, "{s}");
 }
 
+#[test]
+fn waiters_smoke() {
+    let s = bench(&["waiters", "--waiters", "50", "--samples", "10"]);
+    assert_eq!(s["operations"], 10, "{s}");
+}
+
 #[tokio::test]
 async fn queue_smoke_on_postgres_and_mariadb() {
     for server in [DbServer::Postgres, DbServer::MySql] {
