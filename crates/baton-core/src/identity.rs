@@ -14,11 +14,13 @@ use crate::{Error, Result};
 pub enum Role {
     /// Manages principals and tokens; may do everything.
     Admin,
-    /// Watches queues, revokes leases, requeues parked items.
+    /// Watches queues and locks, revokes leases, requeues parked items,
+    /// forces locks open.
     Supervisor,
-    /// A person working items: claims, heartbeats, releases, completes.
+    /// A person working items: claims, heartbeats, releases, completes;
+    /// takes locks.
     Operator,
-    /// An application: enqueues and reads.
+    /// An application: enqueues, reads, takes locks.
     App,
 }
 
@@ -42,8 +44,8 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Supervisor => !matches!(action, ManagePrincipals),
-            Role::Operator => matches!(action, Work | Read),
-            Role::App => matches!(action, Enqueue | Read),
+            Role::Operator => matches!(action, Work | Lock | Read),
+            Role::App => matches!(action, Enqueue | Lock | Read),
         }
     }
 }
@@ -78,7 +80,10 @@ pub enum Action {
     Work,
     /// Read items, history and queue statistics.
     Read,
-    /// Revoke leases, requeue parked items, change queue settings.
+    /// Take, keep alive, change and release one's own locks.
+    Lock,
+    /// Revoke leases, requeue parked items, change queue settings, force
+    /// locks open, read a resource's lock history.
     Supervise,
     /// Create principals and tokens.
     ManagePrincipals,
@@ -90,7 +95,8 @@ impl Action {
             Action::Enqueue => "enqueue items",
             Action::Work => "claim and work items",
             Action::Read => "read queues and items",
-            Action::Supervise => "supervise queues",
+            Action::Lock => "take locks",
+            Action::Supervise => "supervise queues and locks",
             Action::ManagePrincipals => "manage principals",
         }
     }
@@ -151,6 +157,8 @@ mod tests {
         assert!(!Role::Operator.allows(Enqueue));
         assert!(!Role::Operator.allows(Supervise));
         assert!(Role::App.allows(Enqueue));
+        assert!(Role::App.allows(Lock) && Role::Operator.allows(Lock));
+        assert!(!Role::Operator.allows(Supervise) && !Role::App.allows(Supervise));
         assert!(!Role::App.allows(Work));
         assert!(Role::Supervisor.allows(Supervise));
         assert!(Role::Supervisor.allows(Work));

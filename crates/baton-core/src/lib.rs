@@ -1,16 +1,21 @@
-//! Baton's core: the domain types, the rules about leases, the errors users
-//! meet in multi-user work, and the [`store::Store`] trait every backend
-//! implements.
+//! Baton's core: the domain types, the rules about leases and locks, the
+//! errors users meet in multi-user work, and the [`store::Store`] trait
+//! every backend implements.
 //!
 //! Architecture invariant: this crate knows nothing of SQL, HTTP or the
 //! async runtime. Every rule that decides what a claim, a heartbeat, a
 //! release or a completion does lives here as a plain function over plain
-//! values (see [`rules`]), with time passed in explicitly, so it can be
-//! tested exhaustively without a database.
+//! values (see [`rules`] for leases, [`lock_rules`] for locks), with time
+//! passed in explicitly, so it can be tested exhaustively without a
+//! database. [`lock_model`] is the lock manager in memory: the executable
+//! specification every store's lock operations are compared with.
 
 pub mod clock;
 pub mod error;
 pub mod identity;
+pub mod lock_model;
+pub mod lock_rules;
+pub mod locks;
 pub mod names;
 pub mod queue;
 pub mod rules;
@@ -19,6 +24,7 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result, StoreError};
 pub use identity::{Action, Principal, Role};
+pub use locks::*;
 pub use names::{Kind, QueueName};
 pub use queue::*;
 pub use store::{Store, Wakeups, WorkCallback};
