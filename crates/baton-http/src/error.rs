@@ -13,7 +13,7 @@
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use baton::{Error, FencingToken, ItemId, ItemState};
+use baton::{Conflict, Error, FencingToken, ItemId, ItemState, LockEnd, LockId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -43,7 +43,8 @@ pub struct Problem {
     /// `invalid`, `malformed-request`: the request field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// `stale-token`, `not-holder`, `wrong-state`: the item concerned.
+    /// `stale-token`, `not-holder` (of a lease), `wrong-state`: the item
+    /// concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<ItemId>,
     /// `stale-token`: the fencing token the caller presented.
@@ -54,12 +55,22 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
     pub current: Option<FencingToken>,
-    /// `not-holder`: who holds the lease.
+    /// `not-holder`: who holds the lease or lock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
     /// `wrong-state`: the item's current state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<ItemState>,
+    /// `lock-ended`, `not-holder` (of a lock): the lock concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockId>,
+    /// `locked`: each resource in the way, with its holder (or the request
+    /// queued ahead), mode and expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<Conflict>>,
+    /// `lock-ended`: how, when, by whom and why the lock ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<LockEnd>,
 }
 
 /// The kinds of problem the API answers with: status, slug and title.
@@ -71,7 +82,7 @@ pub enum ProblemKind {
     Unauthorized,
     /// 403: the caller's role does not allow the action.
     Forbidden,
-    /// 403: the caller does not hold the lease it acts with.
+    /// 403: the caller does not hold the lease or lock it acts with.
     NotHolder,
     /// 404: no such item, queue or principal.
     NotFound,
@@ -85,12 +96,16 @@ pub enum ProblemKind {
     WrongState,
     /// 409: the name is taken.
     AlreadyExists,
+    /// 410: the lock has ended (released, expired or forced).
+    LockEnded,
     /// 413: the body is over the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
     /// 422: a field is invalid.
     Invalid,
+    /// 423: the resources are locked by others (or others wait first).
+    Locked,
     /// 500: a bug or corruption; details are in the server log.
     Internal,
     /// 503: the store is unavailable for now; retry.
@@ -101,7 +116,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 16] = [
+    pub const ALL: [ProblemKind; 18] = [
         ProblemKind::Malformed,
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -112,9 +127,11 @@ impl ProblemKind {
         ProblemKind::StaleToken,
         ProblemKind::WrongState,
         ProblemKind::AlreadyExists,
+        ProblemKind::LockEnded,
         ProblemKind::PayloadTooLarge,
         ProblemKind::UnsupportedMediaType,
         ProblemKind::Invalid,
+        ProblemKind::Locked,
         ProblemKind::Internal,
         ProblemKind::Unavailable,
         ProblemKind::ShuttingDown,
@@ -130,9 +147,11 @@ impl ProblemKind {
             NotFound | UnknownRoute => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             StaleToken | WrongState | AlreadyExists => StatusCode::CONFLICT,
+            LockEnded => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Locked => StatusCode::LOCKED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -152,9 +171,11 @@ impl ProblemKind {
             StaleToken => "stale-token",
             WrongState => "wrong-state",
             AlreadyExists => "already-exists",
+            LockEnded => "lock-ended",
             PayloadTooLarge => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             Invalid => "invalid",
+            Locked => "locked",
             Internal => "internal",
             Unavailable => "unavailable",
             ShuttingDown => "shutting-down",
@@ -168,16 +189,18 @@ impl ProblemKind {
             Malformed => "Malformed request",
             Unauthorized => "Authentication required",
             Forbidden => "Not allowed for your role",
-            NotHolder => "You do not hold this lease",
+            NotHolder => "You do not hold this lease or lock",
             NotFound => "Not found",
             UnknownRoute => "No such route",
             MethodNotAllowed => "Method not allowed",
             StaleToken => "Stale fencing token",
             WrongState => "Item is in the wrong state",
             AlreadyExists => "Already exists",
+            LockEnded => "The lock has ended",
             PayloadTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             Invalid => "Invalid field",
+            Locked => "Locked",
             Internal => "Internal error",
             Unavailable => "Temporarily unavailable",
             ShuttingDown => "Shutting down",
@@ -214,6 +237,9 @@ impl ApiError {
                 current: None,
                 holder: None,
                 state: None,
+                lock: None,
+                conflicts: None,
+                ended: None,
             }),
             headers: Vec::new(),
         }
@@ -311,6 +337,27 @@ impl From<Error> for ApiError {
                 err
             }
             Error::AlreadyExists(_) => Self::new(ProblemKind::AlreadyExists, detail),
+            Error::Locked {
+                conflicts,
+                retry_after,
+            } => {
+                let mut err = Self::new(ProblemKind::Locked, detail)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                err.problem.conflicts = Some(conflicts);
+                err
+            }
+            Error::LockEnded { lock, end } => {
+                let mut err = Self::new(ProblemKind::LockEnded, detail);
+                err.problem.lock = Some(lock);
+                err.problem.ended = Some(*end);
+                err
+            }
+            Error::NotLockHolder { lock, holder } => {
+                let mut err = Self::new(ProblemKind::NotHolder, detail);
+                err.problem.lock = Some(lock);
+                err.problem.holder = Some(holder);
+                err
+            }
             Error::Store(s) if s.retryable => {
                 tracing::warn!(error = %s.message, "store unavailable; answering 503");
                 Self::unavailable(
