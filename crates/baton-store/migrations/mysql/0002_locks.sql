@@ -7,13 +7,17 @@
 
 -- One row per resource ever asked for: the row every operation on the
 -- resource locks first, its current fencing token, and a version that
--- changes whenever something that may unblock a waiting request happens
+-- changes whenever something that may unblock a waiting request happens,
+-- and the latest time an operation on it used: an operation's time is
+-- never earlier than that, so times on a resource only move forward in
+-- the order its operations commit
 -- (waiting requests in other processes poll it).
 CREATE TABLE lock_resources (
     resource_hash BINARY(32) NOT NULL PRIMARY KEY,
     resource      VARCHAR(256) NOT NULL,
     token         BIGINT NOT NULL DEFAULT 0,
-    version       BIGINT NOT NULL DEFAULT 0
+    version       BIGINT NOT NULL DEFAULT 0,
+    at            BIGINT NOT NULL DEFAULT 0
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Every lock, live or ended (kept for the retention period).

@@ -5,11 +5,15 @@
 
 -- One row per resource ever asked for: the row every operation on the
 -- resource locks first, its current fencing token, and a version that
--- changes whenever something that may unblock a waiting request happens.
+-- changes whenever something that may unblock a waiting request happens,
+-- and the latest time an operation on it used: an operation's time is
+-- never earlier than that, so times on a resource only move forward in
+-- the order its operations commit.
 CREATE TABLE lock_resources (
     resource TEXT PRIMARY KEY,
     token    BIGINT NOT NULL DEFAULT 0,
-    version  BIGINT NOT NULL DEFAULT 0
+    version  BIGINT NOT NULL DEFAULT 0,
+    at       BIGINT NOT NULL DEFAULT 0
 );
 
 -- Every lock, live or ended (kept for the retention period).

@@ -6,7 +6,8 @@
 CREATE TABLE lock_resources (
     resource TEXT PRIMARY KEY,
     token    INTEGER NOT NULL DEFAULT 0,
-    version  INTEGER NOT NULL DEFAULT 0
+    version  INTEGER NOT NULL DEFAULT 0,
+    at       INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 -- Every lock, live or ended (kept for the retention period). A lock is

@@ -89,6 +89,43 @@ async fn now(c: &mut MySqlConnection, t: Now) -> Result<Timestamp> {
     }
 }
 
+/// Locks the rows of `resources` (sorted), creating missing ones, and
+/// returns the time of the operation: `t`'s now (read after the row locks
+/// are held), but never earlier than the latest time an earlier operation
+/// on any of the resources used.
+async fn begin(c: &mut MySqlConnection, resources: &[ResourceName], t: Now) -> Result<Timestamp> {
+    lock_resources(c, resources).await?;
+    let row = bind_names(
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT CAST(MAX(at) AS SIGNED) FROM lock_resources WHERE resource_hash IN ({})",
+            hashes(resources.len())
+        ))),
+        resources,
+    )
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db)?;
+    let latest: Option<i64> = sql::col(&row, 0)?;
+    let now = now(c, t).await?;
+    Ok(now.max(from_millis(latest.unwrap_or(0))))
+}
+
+/// Records that an operation on `resources` (whose rows are locked)
+/// happened at `now`.
+async fn touch(c: &mut MySqlConnection, resources: &[ResourceName], now: Timestamp) -> Result<()> {
+    for r in resources {
+        sqlx::query(
+            "UPDATE lock_resources SET at = GREATEST(at, ?) WHERE resource_hash = UNHEX(SHA2(?, 256))",
+        )
+        .bind(ms(now))
+        .bind(r.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
 /// Locks the rows of `resources` (sorted), creating missing ones, one by
 /// one in byte order.
 async fn lock_resources(c: &mut MySqlConnection, resources: &[ResourceName]) -> Result<()> {
@@ -335,8 +372,7 @@ pub(super) async fn acquire(
     q: Queueing,
     t: Now,
 ) -> Result<Acquisition> {
-    lock_resources(c, &req.resources).await?;
-    let now = now(c, t).await?;
+    let now = begin(c, &req.resources, t).await?;
     // 1. A retried request: the lock the key got.
     if let Some(key) = &req.idempotency_key {
         let prior: Option<LockId> = sqlx::query_scalar(
@@ -402,6 +438,7 @@ pub(super) async fn acquire(
                     .await
                     .map_err(db)?;
                 }
+                touch(c, &req.resources, now).await?;
                 Some(id)
             }
             (None, None) => None,
@@ -451,6 +488,7 @@ pub(super) async fn acquire(
         .map_err(db)?;
     }
     set_tokens(c, &lock.resources, token).await?;
+    touch(c, &lock.resources, now).await?;
     insert_events(c, &events).await?;
     if let Some(key) = &req.idempotency_key {
         // A concurrent request with the same key makes this insert fail
@@ -495,11 +533,11 @@ async fn mutate(
     rule: impl FnOnce(&mut Lock, Timestamp) -> Result<Vec<LockEvent>>,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = fetch_lock(c, id, true).await?;
-    let now = now(c, t).await?;
     let events = rule(&mut lock, now)?;
     if !events.is_empty() {
+        touch(c, &lock.resources, now).await?;
         save(c, &lock).await?;
         insert_events(c, &events).await?;
         if frees {
@@ -554,9 +592,8 @@ pub(super) async fn force(
     t: Now,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = fetch_lock(c, id, true).await?;
-    let now = now(c, t).await?;
     // Refuse before taking a token, so a refusal changes nothing.
     if let Some(end) = lock_rules::settle(lock.clone(), now).ended {
         return Err(Error::LockEnded {
@@ -566,6 +603,7 @@ pub(super) async fn force(
     }
     let bump = next_token(c).await?;
     let events = lock_rules::force(&mut lock, actor, reason, bump, now)?;
+    touch(c, &lock.resources, now).await?;
     save(c, &lock).await?;
     insert_events(c, &events).await?;
     set_tokens(c, &lock.resources, bump).await?;
@@ -593,8 +631,7 @@ pub(super) async fn release_session(
         all.extend(parse_resources(*id, json)?);
     }
     let all: Vec<ResourceName> = all.into_iter().collect();
-    lock_resources(c, &all).await?;
-    let now = now(c, t).await?;
+    let now = begin(c, &all, t).await?;
     let mut out = Vec::new();
     for (id, _) in found {
         let mut lock = fetch_lock(c, id, true).await?;
@@ -602,6 +639,7 @@ pub(super) async fn release_session(
             continue;
         }
         let events = lock_rules::release(&mut lock, holder, true, now)?;
+        touch(c, &lock.resources, now).await?;
         save(c, &lock).await?;
         insert_events(c, &events).await?;
         announce(c, &lock.resources).await?;
@@ -617,9 +655,8 @@ pub(super) async fn upgrade(
     t: Now,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = fetch_lock(c, id, true).await?;
-    let now = now(c, t).await?;
     let holds = holds(c, &lock.resources).await?;
     let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &holds, now)? else {
         return Ok(lock);
@@ -627,6 +664,7 @@ pub(super) async fn upgrade(
     expire_locks(c, &expired, now).await?;
     let token = next_token(c).await?;
     let events = lock_rules::upgrade(&mut lock, token, now);
+    touch(c, &lock.resources, now).await?;
     save(c, &lock).await?;
     insert_events(c, &events).await?;
     set_tokens(c, &lock.resources, token).await?;
@@ -790,6 +828,7 @@ pub(super) async fn sweep(
         }
         let all: Vec<ResourceName> = all.into_iter().collect();
         lock_resources(c, &all).await?;
+        touch(c, &all, now).await?;
         let ids: BTreeSet<LockId> = due.iter().map(|(id, _)| *id).collect();
         report.expired = expire_locks(c, &ids, now).await?;
         let mut freed = BTreeSet::new();

@@ -78,8 +78,31 @@ async fn now(c: &mut PgConnection, t: Now) -> Result<Timestamp> {
     }
 }
 
-/// Locks the rows of `resources`, creating missing ones, in byte order.
-async fn lock_resources(c: &mut PgConnection, resources: &[ResourceName]) -> Result<()> {
+/// Locks the rows of `resources`, creating missing ones, in byte order,
+/// and returns the time of the operation: `t`'s now (read after the row
+/// locks are held), but never earlier than the latest time an earlier
+/// operation on any of the resources used.
+async fn begin(c: &mut PgConnection, resources: &[ResourceName], t: Now) -> Result<Timestamp> {
+    let latest = lock_resources(c, resources).await?;
+    let now = now(c, t).await?;
+    Ok(now.max(from_millis(latest)))
+}
+
+/// Records that an operation on `resources` (whose rows are locked)
+/// happened at `now`.
+async fn touch(c: &mut PgConnection, resources: &[ResourceName], now: Timestamp) -> Result<()> {
+    sqlx::query("UPDATE lock_resources SET at = GREATEST(at, $2) WHERE resource = ANY($1)")
+        .bind(names(resources))
+        .bind(ms(now))
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Locks the rows of `resources`, creating missing ones, in byte order;
+/// returns the latest time an operation on them used.
+async fn lock_resources(c: &mut PgConnection, resources: &[ResourceName]) -> Result<i64> {
     let names = names(resources);
     sqlx::query(
         "INSERT INTO lock_resources (resource) SELECT r FROM unnest($1::text[]) AS r \
@@ -89,15 +112,15 @@ async fn lock_resources(c: &mut PgConnection, resources: &[ResourceName]) -> Res
     .execute(&mut *c)
     .await
     .map_err(db)?;
-    sqlx::query(
-        "SELECT resource FROM lock_resources WHERE resource = ANY($1) \
+    let at: Vec<i64> = sqlx::query_scalar(
+        "SELECT at FROM lock_resources WHERE resource = ANY($1) \
          ORDER BY resource COLLATE \"C\" FOR UPDATE",
     )
     .bind(&names)
-    .execute(&mut *c)
+    .fetch_all(&mut *c)
     .await
     .map_err(db)?;
-    Ok(())
+    Ok(at.into_iter().max().unwrap_or(0))
 }
 
 /// Announces at commit that `resources` may have become free, and bumps
@@ -289,8 +312,7 @@ pub(super) async fn acquire(
     q: Queueing,
     t: Now,
 ) -> Result<Acquisition> {
-    lock_resources(c, &req.resources).await?;
-    let now = now(c, t).await?;
+    let now = begin(c, &req.resources, t).await?;
     // 1. A retried request: the lock the key got.
     if let Some(key) = &req.idempotency_key {
         let prior: Option<LockId> =
@@ -375,6 +397,7 @@ pub(super) async fn acquire(
                 .execute(&mut *c)
                 .await
                 .map_err(db)?;
+                touch(c, &req.resources, now).await?;
                 Some(id)
             }
             (None, None) => None,
@@ -418,6 +441,7 @@ pub(super) async fn acquire(
         .await
         .map_err(db)?;
     set_tokens(c, &lock.resources, token).await?;
+    touch(c, &lock.resources, now).await?;
     insert_events(c, &events).await?;
     if let Some(key) = &req.idempotency_key {
         // A concurrent request with the same key makes this insert fail
@@ -475,11 +499,11 @@ async fn mutate(
     rule: impl FnOnce(&mut Lock, Timestamp) -> Result<Vec<LockEvent>>,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = lock_row(c, id).await?;
-    let now = now(c, t).await?;
     let events = rule(&mut lock, now)?;
     if !events.is_empty() {
+        touch(c, &lock.resources, now).await?;
         save(c, &lock).await?;
         insert_events(c, &events).await?;
         if frees {
@@ -534,9 +558,8 @@ pub(super) async fn force(
     t: Now,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = lock_row(c, id).await?;
-    let now = now(c, t).await?;
     // Refuse before taking a token, so a refusal changes nothing.
     if let Some(end) = lock_rules::settle(lock.clone(), now).ended {
         return Err(Error::LockEnded {
@@ -546,6 +569,7 @@ pub(super) async fn force(
     }
     let bump = next_token(c).await?;
     let events = lock_rules::force(&mut lock, actor, reason, bump, now)?;
+    touch(c, &lock.resources, now).await?;
     save(c, &lock).await?;
     insert_events(c, &events).await?;
     set_tokens(c, &lock.resources, bump).await?;
@@ -575,8 +599,7 @@ pub(super) async fn release_session(
         all.extend(rs);
     }
     let all: Vec<ResourceName> = all.into_iter().collect();
-    lock_resources(c, &all).await?;
-    let now = now(c, t).await?;
+    let now = begin(c, &all, t).await?;
     let mut out = Vec::new();
     for (id, _) in found {
         let mut lock = lock_row(c, id).await?;
@@ -584,6 +607,7 @@ pub(super) async fn release_session(
             continue;
         }
         let events = lock_rules::release(&mut lock, holder, true, now)?;
+        touch(c, &lock.resources, now).await?;
         save(c, &lock).await?;
         insert_events(c, &events).await?;
         announce(c, &lock.resources).await?;
@@ -599,9 +623,8 @@ pub(super) async fn upgrade(
     t: Now,
 ) -> Result<Lock> {
     let resources = resources_of(c, id).await?;
-    lock_resources(c, &resources).await?;
+    let now = begin(c, &resources, t).await?;
     let mut lock = lock_row(c, id).await?;
-    let now = now(c, t).await?;
     let holds = sqlx::query(
         "SELECT h.resource, l.id, l.holder, l.mode, l.expires_at FROM lock_holds h \
          JOIN locks l ON l.id = h.lock_id WHERE h.resource = ANY($1) AND l.ended_at IS NULL",
@@ -619,6 +642,7 @@ pub(super) async fn upgrade(
     expire_locks(c, &expired, now).await?;
     let token = next_token(c).await?;
     let events = lock_rules::upgrade(&mut lock, token, now);
+    touch(c, &lock.resources, now).await?;
     save(c, &lock).await?;
     insert_events(c, &events).await?;
     set_tokens(c, &lock.resources, token).await?;
@@ -765,6 +789,7 @@ pub(super) async fn sweep(
         }
         let all: Vec<ResourceName> = all.into_iter().collect();
         lock_resources(c, &all).await?;
+        touch(c, &all, now).await?;
         let ids: BTreeSet<LockId> = due.iter().map(|(id, _)| *id).collect();
         report.expired = expire_locks(c, &ids, now).await?;
         let mut freed = BTreeSet::new();

@@ -145,12 +145,38 @@ fn insert_events(c: &Connection, events: &[LockEvent]) -> Result<()> {
     Ok(())
 }
 
-fn ensure_resources(c: &Connection, resources: &[ResourceName]) -> Result<()> {
+/// The time of an operation on `resources`: `now`, but never earlier than
+/// the latest time an earlier operation on any of them used, so that
+/// times on a resource only move forward in commit order (the engine reads
+/// its clock before the writer runs the operation).
+fn op_time(c: &Connection, resources: &[ResourceName], now: Timestamp) -> Result<Timestamp> {
     let mut stmt = c
-        .prepare_cached("INSERT INTO lock_resources (resource) VALUES (?1) ON CONFLICT DO NOTHING")
+        .prepare_cached("SELECT at FROM lock_resources WHERE resource = ?1")
+        .db()?;
+    let mut latest = ms(now);
+    for r in resources {
+        if let Some(at) = stmt
+            .query_row([r.as_str()], |row| row.get::<_, i64>(0))
+            .optional()
+            .db()?
+        {
+            latest = latest.max(at);
+        }
+    }
+    Ok(from_millis(latest))
+}
+
+/// Records that an operation on `resources` happened at `now`, creating
+/// their rows if new.
+fn touch(c: &Connection, resources: &[ResourceName], now: Timestamp) -> Result<()> {
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO lock_resources (resource, at) VALUES (?1, ?2) \
+             ON CONFLICT (resource) DO UPDATE SET at = max(at, excluded.at)",
+        )
         .db()?;
     for r in resources {
-        stmt.execute([r.as_str()]).db()?;
+        stmt.execute(params![r.as_str(), ms(now)]).db()?;
     }
     Ok(())
 }
@@ -305,6 +331,7 @@ pub(super) fn acquire(
     q: Queueing,
     now: Timestamp,
 ) -> Result<Acquisition> {
+    let now = op_time(c, &req.resources, now)?;
     // 1. A retried request: the lock the key got.
     if let Some(key) = &req.idempotency_key {
         let prior: Option<LockId> = c
@@ -343,7 +370,7 @@ pub(super) fn acquire(
     if !admission.granted() {
         let ticket = match (own, q.wait) {
             (Some(t), _) => Some(t),
-            (None, Some(wait)) => Some(enqueue(c, req, now + wait)?),
+            (None, Some(wait)) => Some(enqueue(c, req, now, now + wait)?),
             (None, None) => None,
         };
         return Ok(Acquisition::Blocked {
@@ -357,7 +384,7 @@ pub(super) fn acquire(
     if let Some(t) = own {
         delete_ticket(c, t)?;
     }
-    ensure_resources(c, &req.resources)?;
+    touch(c, &req.resources, now)?;
     let token = next_token(c)?;
     let (mut lock, mut events) = lock_rules::grant(req, 0, token, now);
     let resources_json =
@@ -410,9 +437,14 @@ pub(super) fn acquire(
     })
 }
 
-fn enqueue(c: &Connection, req: &LockRequest, expires_at: Timestamp) -> Result<TicketId> {
+fn enqueue(
+    c: &Connection,
+    req: &LockRequest,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<TicketId> {
     // The resources' rows carry the versions a withdrawal bumps.
-    ensure_resources(c, &req.resources)?;
+    touch(c, &req.resources, now)?;
     let id: TicketId = c
         .prepare_cached(
             "INSERT INTO lock_tickets (holder, mode, expires_at) VALUES (?1, ?2, ?3) RETURNING id",
@@ -440,18 +472,21 @@ pub(super) fn withdraw(c: &Connection, ticket: TicketId) -> Result<Option<Vec<Re
     Ok(resources)
 }
 
-/// Loads a lock, applies `rule`, and saves the lock with the rule's events
-/// — or changes nothing if the rule refuses. `frees`: the change may
-/// unblock waiting requests.
+/// Loads a lock, applies `rule` at the operation's time, and saves the
+/// lock with the rule's events — or changes nothing if the rule refuses.
+/// `frees`: the change may unblock waiting requests.
 fn mutate(
     c: &Connection,
     id: LockId,
+    now: Timestamp,
     frees: bool,
-    rule: impl FnOnce(&mut Lock) -> Result<Vec<LockEvent>>,
+    rule: impl FnOnce(&mut Lock, Timestamp) -> Result<Vec<LockEvent>>,
 ) -> Result<Lock> {
     let mut lock = load(c, id)?;
-    let events = rule(&mut lock)?;
+    let now = op_time(c, &lock.resources, now)?;
+    let events = rule(&mut lock, now)?;
     if !events.is_empty() {
+        touch(c, &lock.resources, now)?;
         save(c, &lock)?;
         insert_events(c, &events)?;
         if frees {
@@ -468,13 +503,15 @@ pub(super) fn heartbeat(
     ttl_seconds: u32,
     now: Timestamp,
 ) -> Result<Lock> {
-    mutate(c, id, false, |l| {
+    mutate(c, id, now, false, |l, now| {
         lock_rules::heartbeat(l, caller, ttl_seconds, now)
     })
 }
 
 pub(super) fn release(c: &Connection, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
-    mutate(c, id, true, |l| lock_rules::release(l, caller, false, now))
+    mutate(c, id, now, true, |l, now| {
+        lock_rules::release(l, caller, false, now)
+    })
 }
 
 pub(super) fn force(
@@ -485,6 +522,7 @@ pub(super) fn force(
     now: Timestamp,
 ) -> Result<Lock> {
     let lock = load(c, id)?;
+    let now = op_time(c, &lock.resources, now)?;
     // Refuse before taking a token, so a refusal changes nothing.
     if let Some(end) = lock_rules::settle(lock, now).ended {
         return Err(Error::LockEnded {
@@ -493,7 +531,7 @@ pub(super) fn force(
         });
     }
     let bump = next_token(c)?;
-    let lock = mutate(c, id, true, |l| {
+    let lock = mutate(c, id, now, true, |l, now| {
         lock_rules::force(l, actor, reason, bump, now)
     })?;
     set_tokens(c, &lock.resources, bump)?;
@@ -517,25 +555,32 @@ pub(super) fn release_session(
         .collect::<rusqlite::Result<_>>()
         .db()?;
     ids.into_iter()
-        .map(|id| mutate(c, id, true, |l| lock_rules::release(l, holder, true, now)))
+        .map(|id| {
+            mutate(c, id, now, true, |l, now| {
+                lock_rules::release(l, holder, true, now)
+            })
+        })
         .collect()
 }
 
 pub(super) fn upgrade(c: &Connection, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
     let lock = load(c, id)?;
+    let now = op_time(c, &lock.resources, now)?;
     let holds = holds(c, &lock.resources)?;
     let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &holds, now)? else {
         return Ok(lock);
     };
     expire_locks(c, &expired, now, false)?;
     let token = next_token(c)?;
-    let lock = mutate(c, id, false, |l| Ok(lock_rules::upgrade(l, token, now)))?;
+    let lock = mutate(c, id, now, false, |l, now| {
+        Ok(lock_rules::upgrade(l, token, now))
+    })?;
     set_tokens(c, &lock.resources, token)?;
     Ok(lock)
 }
 
 pub(super) fn downgrade(c: &Connection, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
-    mutate(c, id, true, |l| {
+    mutate(c, id, now, true, |l, now| {
         Ok(lock_rules::downgrade(l, caller, now)?.unwrap_or_default())
     })
 }
