@@ -4,6 +4,7 @@
 //! document and the router come from the same annotations.
 
 pub(crate) mod items;
+pub(crate) mod locks;
 pub(crate) mod ops;
 pub(crate) mod principals;
 pub(crate) mod queues;
@@ -17,6 +18,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .merge(queues::router())
         .merge(items::router())
+        .merge(locks::router())
         .merge(principals::router())
         .merge(ops::router())
 }

@@ -6,6 +6,7 @@ mod claims;
 mod errors;
 mod harness;
 mod items;
+mod locks;
 mod openapi;
 mod ops;
 mod queues;

@@ -24,6 +24,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/items/{id}/complete"),
     ("POST", "/v1/items/{id}/revoke"),
     ("POST", "/v1/items/{id}/requeue"),
+    ("POST", "/v1/locks"),
+    ("GET", "/v1/locks"),
+    ("GET", "/v1/locks/{id}"),
+    ("DELETE", "/v1/locks/{id}"),
+    ("POST", "/v1/locks/status"),
+    ("POST", "/v1/locks/{id}/heartbeat"),
+    ("POST", "/v1/locks/{id}/upgrade"),
+    ("POST", "/v1/locks/{id}/downgrade"),
+    ("DELETE", "/v1/sessions/{session}/locks"),
+    ("GET", "/v1/resources/{resource}/history"),
     ("GET", "/v1/me"),
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
@@ -36,7 +46,11 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// A concrete path for a template.
 fn concrete(template: &str) -> String {
-    template.replace("{queue}", "drift").replace("{id}", "1")
+    template
+        .replace("{queue}", "drift")
+        .replace("{id}", "1")
+        .replace("{session}", "tab-1")
+        .replace("{resource}", "customer%2F42")
 }
 
 /// Whether the router has a handler for this method and path: anything but
@@ -124,6 +138,10 @@ async fn every_operation_documents_security_and_problems() {
         "QueueConfig",
         "ItemEvent",
         "Principal",
+        "Lock",
+        "LockEvent",
+        "ResourceStatus",
+        "Conflict",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
