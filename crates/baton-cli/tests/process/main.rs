@@ -5,4 +5,5 @@
 mod durability;
 mod expiry;
 mod harness;
+mod lock_race;
 mod race;
