@@ -9,6 +9,14 @@ use baton::{Engine, Role, StoreSettings, redact};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod bench;
+
+/// mimalloc: a request allocates many small, short-lived objects (JSON,
+/// rows, futures) across threads, which glibc's allocator serves slowly
+/// (measured: see README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Baton: work queues with leases, so no request is served twice.
 #[derive(Parser)]
 #[command(version, about)]
@@ -78,6 +86,12 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Load-test a server (started here unless `--url`) and check the
+    /// guarantees held; exits non-zero when they did not.
+    Bench {
+        #[command(subcommand)]
+        scenario: bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Bench { scenario } => bench::run(scenario).await,
         Command::Migrate { db } => {
             db.open().await.context("migrating the database")?;
             eprintln!("{}: schema is up to date", redact(&db.db));

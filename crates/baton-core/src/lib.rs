@@ -27,4 +27,4 @@ pub use identity::{Action, Principal, Role};
 pub use locks::*;
 pub use names::{Kind, QueueName};
 pub use queue::*;
-pub use store::{LockCallback, Store, Wakeups, WorkCallback};
+pub use store::{ConfigChange, LockCallback, Store, Wakeups, WorkCallback};

@@ -59,6 +59,11 @@ pub type LockCallback = Arc<dyn Fn(Option<&ResourceName>) + Send + Sync>;
 /// connection was lost) and every waiting claimer should look again.
 pub type WorkCallback = Arc<dyn Fn(Option<&QueueName>) + Send + Sync>;
 
+/// A change of a queue's settings, applied to the current ones inside the
+/// store's transaction (and possibly again, when the transaction is
+/// retried after losing a race). Refusing leaves the settings unchanged.
+pub type ConfigChange = Arc<dyn Fn(QueueConfig) -> Result<QueueConfig> + Send + Sync>;
+
 /// A durable home for Baton's state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -144,15 +149,32 @@ pub trait Store: Send + Sync + 'static {
     /// A page of a queue's items in id order.
     async fn list_items(&self, queue: &QueueName, filter: &ItemFilter) -> Result<Vec<Item>>;
 
-    /// Counts per queue, for every queue that exists. Leases that expired
-    /// but were not yet swept count as ready.
+    /// Counts per queue, for every queue that exists. What a claim would
+    /// take now counts as ready even before a sweep: leases that expired
+    /// and scheduled items whose time has come.
     async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>>;
 
     /// A queue's settings (the defaults for a queue that does not exist).
     async fn queue_config(&self, queue: &QueueName) -> Result<QueueConfig>;
 
-    /// Creates or changes a queue's settings.
-    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()>;
+    /// Changes a queue's settings atomically (creating the queue if new):
+    /// reads the current settings, applies `change`, and writes the result
+    /// unless `change` refuses — with the queue's settings locked
+    /// meanwhile, so concurrent changes from any number of servers never
+    /// lose one another. Returns the settings now in force.
+    async fn update_queue_config(
+        &self,
+        queue: &QueueName,
+        change: ConfigChange,
+    ) -> Result<QueueConfig>;
+
+    /// Replaces a queue's settings (creating the queue if new).
+    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+        let config = config.clone();
+        self.update_queue_config(queue, Arc::new(move |_| Ok(config.clone())))
+            .await
+            .map(|_| ())
+    }
 
     /// Background maintenance at `now`: promotes due scheduled items,
     /// expires overdue leases (parking where due), and forgets idempotency

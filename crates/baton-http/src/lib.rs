@@ -70,9 +70,6 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// The document served at `/openapi.json`.
     pub(crate) openapi: Arc<utoipa::openapi::OpenApi>,
-    /// Serializes read-merge-write changes of queue settings in this
-    /// process.
-    pub(crate) config_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The whole application: every route, its middleware, and the fallbacks
@@ -97,7 +94,6 @@ fn app(engine: Engine, settings: HttpSettings, shutdown: CancellationToken) -> R
         engine,
         shutdown,
         openapi: Arc::new(openapi::finish(doc)),
-        config_changes: Arc::default(),
     };
     routes
         .method_not_allowed_fallback(method_not_allowed)

@@ -3,7 +3,7 @@
 //! router and the document cannot name different routes.
 //!
 //! What the annotations would repeat on every operation is added here once:
-//! the bearer security scheme (and its absence on `/healthz`, `/metrics`,
+//! the bearer security scheme (and its absence on `/livez`, `/healthz`, `/metrics`,
 //! `/openapi.json`), and the problem answers any operation may give (400,
 //! 401, 413, 415, 500, 503).
 

@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod stats;
 
 pub use sql::{StoreSettings, redact};
 

@@ -7,12 +7,12 @@
 
 use std::time::Duration as StdDuration;
 
-use baton_core::clock::{from_millis, to_millis};
+use baton_core::clock::from_millis;
 use baton_core::lock_rules::{Hold, Queued};
 use baton_core::{
     Completion, EndCause, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind, Lease,
-    Lock, LockEnd, LockEvent, LockEventKind, LockMode, Principal, QueueName, QueueStats,
-    ResourceHolder, ResourceName, ResourceStatus, Result, Role, StoreError, Timestamp,
+    Lock, LockEnd, LockEvent, LockEventKind, LockMode, Principal, QueueName, ResourceHolder,
+    ResourceName, ResourceStatus, Result, Role, StoreError,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -421,44 +421,6 @@ pub(crate) fn add_count(counts: &mut Vec<(QueueName, u64)>, queue: &QueueName, n
         Some((_, m)) => *m += n,
         None => counts.push((queue.clone(), n)),
     }
-}
-
-/// One group of live items, as the stats queries select it: queue, state,
-/// count, oldest `created_at`, and of leased items how many ran out by
-/// `now` and the oldest of those.
-pub(crate) type StateGroup = (String, String, i64, Option<i64>, i64, Option<i64>);
-
-/// Adds a group of live items to its queue's counts. A lease that ran out
-/// but was not swept yet counts as ready, as it is in truth.
-pub(crate) fn add_group(
-    stats: &mut [QueueStats],
-    (queue, state, count, oldest, expired, oldest_expired): StateGroup,
-    now: Timestamp,
-) -> Result<()> {
-    let state: ItemState = state.parse()?;
-    let (count, expired) = (count.max(0) as u64, expired.max(0) as u64);
-    let Some(s) = stats.iter_mut().find(|s| s.queue.as_str() == queue) else {
-        return Ok(());
-    };
-    let mut note_ready = |n: u64, oldest: Option<i64>| {
-        s.ready += n;
-        if let Some(o) = oldest {
-            let age = (to_millis(now) - o).max(0) as f64 / 1000.0;
-            s.oldest_ready_age_seconds =
-                Some(s.oldest_ready_age_seconds.map_or(age, |a| a.max(age)));
-        }
-    };
-    match state {
-        ItemState::Scheduled => s.scheduled += count,
-        ItemState::Ready => note_ready(count, oldest),
-        ItemState::Leased => {
-            note_ready(expired, oldest_expired);
-            s.leased += count - expired.min(count);
-        }
-        ItemState::Parked => s.parked += count,
-        ItemState::Done => s.done += count,
-    }
-    Ok(())
 }
 
 /// A URL with its password replaced by `***`, for logs and messages.

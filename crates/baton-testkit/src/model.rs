@@ -380,6 +380,7 @@ async fn checkpoint(store: &Arc<dyn Store>, model: &Model, now: Timestamp, at: &
         let mut counts = [0u64; 5];
         for i in model.items.values().filter(|i| i.queue == s.queue) {
             let slot = match i.state {
+                ItemState::Scheduled if i.available_at <= now => 1,
                 ItemState::Scheduled => 0,
                 ItemState::Ready => 1,
                 ItemState::Leased if rules::lease_expired(i, now) => 1,

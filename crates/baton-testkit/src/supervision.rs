@@ -286,6 +286,23 @@ pub async fn queue_stats_count_an_unswept_expired_lease_as_ready(db: TestStore) 
     assert_eq!((s.ready, s.leased), (1, 1));
 }
 
+/// A scheduled item whose time has come is ready in the stats before any
+/// sweep promotes it (a claim would take it), and not a moment earlier.
+pub async fn queue_stats_count_a_due_scheduled_item_as_ready(db: TestStore) {
+    let h = Harness::new(db).await;
+    h.try_enqueue("q", "k", 0, 30, None).await.unwrap();
+    let s = stats_of(&h, "q").await;
+    assert_eq!((s.scheduled, s.ready), (1, 0));
+    h.advance(secs(30) - chrono::Duration::milliseconds(1));
+    assert_eq!(stats_of(&h, "q").await.scheduled, 1);
+    h.advance(chrono::Duration::milliseconds(1));
+    let due = stats_of(&h, "q").await;
+    assert_eq!((due.scheduled, due.ready), (0, 1));
+    assert_eq!(due.oldest_ready_age_seconds, Some(30.0));
+    h.engine.sweep().await.unwrap();
+    assert_eq!(stats_of(&h, "q").await, due);
+}
+
 /// Settings written are read back unchanged, by the engine and the store;
 /// an unknown queue has the defaults.
 pub async fn queue_config_round_trips(db: TestStore) {
@@ -415,4 +432,47 @@ pub async fn invalid_queue_config_is_refused(db: TestStore) {
             .all(|s| s.queue != q("new")),
         "a refused setting creates no queue"
     );
+}
+
+/// Concurrent read-modify-write changes of one queue's settings never
+/// lose one another: 24 racing increments of `max_attempts` all land, and
+/// a change the rules refuse leaves the settings as they were.
+pub async fn concurrent_config_changes_all_survive(db: TestStore) {
+    let h = Harness::new(db).await;
+    let queue = q("busy");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (engine, who, queue) = (h.engine.clone(), h.supervisor.clone(), queue.clone());
+        tasks.spawn(async move {
+            engine
+                .update_queue_config(&who, &queue, |mut c| {
+                    c.max_attempts += 1;
+                    c
+                })
+                .await
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        seen.push(done.expect("task").expect("update").max_attempts);
+    }
+    seen.sort_unstable();
+    let defaults = QueueConfig::default().max_attempts;
+    assert_eq!(seen, (defaults + 1..=defaults + 24).collect::<Vec<_>>());
+    let now = h.store().queue_config(&queue).await.unwrap();
+    assert_eq!(now.max_attempts, defaults + 24);
+    assert_err!(
+        h.engine
+            .update_queue_config(&h.supervisor, &queue, |mut c| {
+                c.max_attempts = 0;
+                c
+            })
+            .await,
+        Error::Invalid { .. }
+    );
+    assert_err!(
+        h.engine.update_queue_config(&h.alice, &queue, |c| c).await,
+        Error::Forbidden(_)
+    );
+    assert_eq!(h.store().queue_config(&queue).await.unwrap(), now);
 }

@@ -16,6 +16,7 @@ use metrics::counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_cache::AuthCache;
 use crate::identity::{generate_token, hash_token};
 use crate::lock_waiters::LockWaiters;
 use crate::waiters::Waiters;
@@ -51,6 +52,7 @@ struct Inner {
     waiters: Waiters,
     lock_waiters: LockWaiters,
     settings: EngineSettings,
+    auth_cache: AuthCache,
 }
 
 /// Baton's engine. Cheap to clone; clones share everything.
@@ -69,6 +71,7 @@ impl Engine {
                 waiters: Waiters::default(),
                 lock_waiters: LockWaiters::default(),
                 settings,
+                auth_cache: AuthCache::default(),
             }),
         }
     }
@@ -282,7 +285,30 @@ impl Engine {
         self.inner.store.queue_config(queue).await
     }
 
-    /// Supervisor: changes a queue's settings.
+    /// Supervisor: changes some of a queue's settings atomically — `change`
+    /// is applied to the settings in force, even when other servers change
+    /// them at the same moment — and returns the settings now in force.
+    pub async fn update_queue_config(
+        &self,
+        who: &Principal,
+        queue: &QueueName,
+        change: impl Fn(QueueConfig) -> QueueConfig + Send + Sync + 'static,
+    ) -> Result<QueueConfig> {
+        who.require(Action::Supervise)?;
+        self.inner
+            .store
+            .update_queue_config(
+                queue,
+                Arc::new(move |current| {
+                    let new = change(current);
+                    new.validate()?;
+                    Ok(new)
+                }),
+            )
+            .await
+    }
+
+    /// Supervisor: replaces a queue's settings.
     pub async fn set_queue_config(
         &self,
         who: &Principal,
@@ -413,12 +439,18 @@ impl Engine {
 
     // ---- identity ----
 
-    /// The principal a bearer token belongs to.
+    /// The principal a bearer token belongs to. Successful lookups are
+    /// remembered for a few seconds (see `auth_cache`).
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
-        self.inner
-            .store
-            .principal_by_token(&hash_token(token))
-            .await
+        let hash = hash_token(token);
+        if let Some(p) = self.inner.auth_cache.get(&hash) {
+            return Ok(Some(p));
+        }
+        let found = self.inner.store.principal_by_token(&hash).await?;
+        if let Some(p) = &found {
+            self.inner.auth_cache.put(hash, p.clone());
+        }
+        Ok(found)
     }
 
     /// Creates a principal if it does not exist (its role must then match)

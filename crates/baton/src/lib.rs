@@ -14,6 +14,7 @@
 //! background sweeper. The rules themselves are in [`baton_core::rules`]; the storage
 //! in `baton-store`.
 
+mod auth_cache;
 pub mod engine;
 pub mod identity;
 mod lock_waiters;

@@ -2,8 +2,10 @@
 //! process over a fresh SQLite file, driven over HTTP, killed and
 //! restarted. One test binary; the harness is in [`harness`].
 
+mod bench;
 mod durability;
 mod expiry;
 mod harness;
 mod lock_race;
 mod race;
+mod restart;

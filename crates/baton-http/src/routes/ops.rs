@@ -19,6 +19,7 @@ use crate::error::{ApiError, Problem, ProblemKind};
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(openapi_json))
+        .routes(routes!(livez))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
 }
@@ -50,6 +51,19 @@ async fn openapi_json(State(state): State<AppState>) -> Result<Response, ApiErro
         body,
     )
         .into_response())
+}
+
+/// Liveness: the process serves HTTP. Touches nothing else, so it also
+/// measures the floor of this HTTP stack (`baton bench http-floor`); use
+/// `/healthz` to know whether the store answers.
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "operations",
+    responses((status = 200, description = "The process serves HTTP", body = Health))
+)]
+async fn livez() -> JsonBody<Health> {
+    JsonBody(Health { status: "ok" })
 }
 
 /// Health: the server runs and its store answers.

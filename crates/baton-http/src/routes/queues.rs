@@ -203,7 +203,7 @@ async fn get_config(
 /// Body of `PUT /v1/queues/{queue}/config`: the fields to change. A field
 /// left out keeps its current value; `"escalation_outcome": null` turns
 /// escalation off.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfigChange {
     /// Live leases one principal may hold in the queue at once.
@@ -273,12 +273,12 @@ async fn put_config(
     Json(change): Json<QueueConfigChange>,
 ) -> Result<JsonBody<QueueConfig>, ApiError> {
     let queue = queue_name(queue)?;
-    // Read, merge, write: serialized within this process so two concurrent
-    // changes of different fields both survive.
-    let _guard = state.config_changes.lock().await;
-    let current = state.engine.queue_config(&who, &queue).await?;
-    let config = change.apply(current);
-    state.engine.set_queue_config(&who, &queue, &config).await?;
+    // Merged onto the settings in force inside the store's transaction, so
+    // concurrent changes of different fields (on any server) all survive.
+    let config = state
+        .engine
+        .update_queue_config(&who, &queue, move |current| change.clone().apply(current))
+        .await?;
     Ok(JsonBody(config))
 }
 

@@ -11,7 +11,9 @@ use crate::harness::TestApp;
 
 #[tokio::test]
 async fn a_retried_claim_with_the_same_idempotency_key_returns_the_same_lease() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let first_id = t.enqueue("desk").await;
     t.enqueue("desk").await;
     let claim = |key: &'static str| {
@@ -64,7 +66,9 @@ async fn a_retried_claim_with_the_same_idempotency_key_returns_the_same_lease() 
 
 #[tokio::test]
 async fn a_second_claim_by_the_same_operator_returns_the_item_already_held() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     t.enqueue("desk").await;
     t.enqueue("desk").await;
     let first = t.alice.claim("desk", json!({})).await.expect("claimed");
@@ -85,7 +89,9 @@ async fn a_second_claim_by_the_same_operator_returns_the_item_already_held() {
 
 #[tokio::test]
 async fn claims_honour_the_kinds_filter_and_priority() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let (_, low) = t
         .app
         .post(
@@ -121,7 +127,9 @@ async fn claims_honour_the_kinds_filter_and_priority() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_is_woken_by_an_enqueue() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let alice = t.alice.clone();
     let started = Instant::now();
     let waiting = tokio::spawn(async move {
@@ -143,7 +151,9 @@ async fn a_long_poll_is_woken_by_an_enqueue() {
 
 #[tokio::test]
 async fn a_wait_with_nothing_arriving_answers_204() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let started = Instant::now();
     let a = t
         .alice
@@ -166,7 +176,9 @@ async fn a_wait_with_nothing_arriving_answers_204() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_waiting_long_polls_promptly() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let alice = t.alice.clone();
     let waiting = tokio::spawn(async move {
         alice

@@ -9,7 +9,9 @@ use crate::harness::{Api, TestApp};
 
 #[tokio::test]
 async fn no_or_unknown_token_is_401_with_a_bearer_challenge() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let a = t.anonymous.call(Method::GET, "/v1/me", None).await;
     a.assert_problem(401, "unauthorized");
     assert!(
@@ -51,7 +53,9 @@ async fn no_or_unknown_token_is_401_with_a_bearer_challenge() {
 
 #[tokio::test]
 async fn a_role_that_does_not_allow_the_action_is_403_and_changes_nothing() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
     let before = t.snapshot(id).await;
 
@@ -120,7 +124,9 @@ async fn a_role_that_does_not_allow_the_action_is_403_and_changes_nothing() {
 
 #[tokio::test]
 async fn acting_on_someone_elses_lease_is_403_not_holder_and_changes_nothing() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
     let (_, token) = t.alice.claim("q", json!({})).await.expect("claimed");
     let before = t.snapshot(id).await;
@@ -143,7 +149,9 @@ async fn acting_on_someone_elses_lease_is_403_not_holder_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_stale_token_is_409_and_changes_nothing() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
     let (_, old) = t.alice.claim("q", json!({})).await.expect("claimed");
     // A supervisor takes the lease away; bob claims the item again.
@@ -209,7 +217,9 @@ async fn a_stale_token_is_409_and_changes_nothing() {
 
 #[tokio::test]
 async fn wrong_state_and_already_exists_are_409() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
     let before = t.snapshot(id).await;
     let p = t
@@ -246,7 +256,9 @@ async fn wrong_state_and_already_exists_are_409() {
 
 #[tokio::test]
 async fn unknown_things_are_404() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     for path in ["/v1/items/424242", "/v1/items/424242/history"] {
         t.supervisor
             .call(Method::GET, path, None)
@@ -272,7 +284,9 @@ async fn unknown_things_are_404() {
 
 #[tokio::test]
 async fn a_method_the_route_does_not_have_is_405_with_allow() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let a = t.supervisor.call(Method::DELETE, "/v1/items/1", None).await;
     a.assert_problem(405, "method-not-allowed");
     assert!(a.header("allow").contains("GET"), "{:?}", a.headers);
@@ -287,7 +301,9 @@ async fn a_method_the_route_does_not_have_is_405_with_allow() {
 
 #[tokio::test]
 async fn malformed_requests_are_400() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
     let (_, token) = t.alice.claim("q", json!({})).await.expect("claimed");
     let before = t.snapshot(id).await;
@@ -331,7 +347,9 @@ async fn malformed_requests_are_400() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     // The default limit is 1 MiB.
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let big = "x".repeat(1024 * 1024 + 10);
     let a = t
         .app
@@ -347,7 +365,9 @@ async fn a_body_over_the_limit_is_413() {
     t.stop().await;
 
     // A configured limit.
-    let t = TestApp::start_with(baton_http::HttpSettings { body_limit: 64 }).await;
+    let Some(t) = TestApp::start_with(baton_http::HttpSettings { body_limit: 64 }).await else {
+        return;
+    };
     let a = t
         .app
         .call(
@@ -367,7 +387,9 @@ async fn a_body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let a = t
         .app
         .send(
@@ -394,7 +416,9 @@ async fn a_body_that_is_not_json_is_415() {
 
 #[tokio::test]
 async fn invalid_fields_are_422_naming_the_field_and_change_nothing() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("q").await;
 
     // Claims with a lease outside 1..=86400 claim nothing.

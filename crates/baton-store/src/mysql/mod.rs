@@ -17,10 +17,11 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use baton_core::clock::to_millis;
 use baton_core::{
-    Acquisition, ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem,
-    Principal, QueueConfig, QueueName, QueueStats, Queueing, ResourceName, ResourceStatus, Result,
-    Role, Store, StoreError, SweepReport, TicketId, Timestamp, Wakeups, rules,
+    Acquisition, ClaimRequest, Claimed, CompleteRequest, ConfigChange, Error, FencingToken, Item,
+    ItemEvent, ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest,
+    LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing,
+    ResourceName, ResourceStatus, Result, Role, Store, StoreError, SweepReport, TicketId,
+    Timestamp, Wakeups, rules,
 };
 use chrono::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
@@ -251,10 +252,16 @@ impl Store for MySqlStore {
         queue::config(&mut *self.conn().await?, queue).await
     }
 
-    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+    async fn update_queue_config(
+        &self,
+        queue: &QueueName,
+        change: ConfigChange,
+    ) -> Result<QueueConfig> {
         let now = chrono::Utc::now();
-        in_tx!(self.pool, db, |c| queue::set_config(c, queue, config, now)
-            .await)
+        in_tx!(self.pool, db, |c| queue::update_config(
+            c, queue, &change, now
+        )
+        .await)
     }
 
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {

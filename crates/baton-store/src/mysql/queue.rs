@@ -30,6 +30,7 @@ use sqlx::mysql::MySqlRow;
 
 use super::db;
 use crate::sql::{self, add_count, event_cols, item_cols};
+use crate::stats;
 
 /// How many rows the completions of one queue are counted in.
 const DONE_SHARDS: i16 = 8;
@@ -73,7 +74,28 @@ pub(super) async fn config(c: &mut MySqlConnection, queue: &QueueName) -> Result
     }
 }
 
-pub(super) async fn set_config(
+/// Applies `change` to the queue's settings with the queue's row locked
+/// (created first if new), so concurrent changes never lose one another.
+pub(super) async fn update_config(
+    c: &mut MySqlConnection,
+    queue: &QueueName,
+    change: &baton_core::ConfigChange,
+    now: Timestamp,
+) -> Result<QueueConfig> {
+    ensure_queue(c, queue, now).await?;
+    let json: String = sqlx::query_scalar("SELECT config FROM queues WHERE name = ? FOR UPDATE")
+        .bind(queue.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db)?;
+    let current: QueueConfig = serde_json::from_str(&json)
+        .map_err(|e| StoreError::fatal(format!("queue {queue} has a corrupt config: {e}")))?;
+    let new = change(current)?;
+    set_config(c, queue, &new, now).await?;
+    Ok(new)
+}
+
+async fn set_config(
     c: &mut MySqlConnection,
     queue: &QueueName,
     config: &QueueConfig,
@@ -625,31 +647,25 @@ pub(super) async fn stats(c: &mut MySqlConnection, now: Timestamp) -> Result<Vec
     .map_err(db)?;
     let mut out = Vec::with_capacity(queues.len());
     for (name, config, done) in queues {
-        out.push(QueueStats {
-            queue: QueueName::new(name)?,
-            scheduled: 0,
-            ready: 0,
-            leased: 0,
-            parked: 0,
-            done: done as u64,
-            oldest_ready_age_seconds: None,
-            config: serde_json::from_str(&config)
-                .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
-        });
+        out.push(stats::queue_row(name, &config, done)?);
     }
-    let groups: Vec<sql::StateGroup> = sqlx::query_as(
+    let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, COUNT(*), MIN(created_at), \
-         CAST(COALESCE(SUM(state = 'leased' AND lease_expires_at <= ?), 0) AS SIGNED), \
-         MIN(CASE WHEN state = 'leased' AND lease_expires_at <= ? THEN created_at END) \
+         CAST(COALESCE(SUM((state = 'leased' AND lease_expires_at <= ?) \
+             OR (state = 'scheduled' AND available_at <= ?)), 0) AS SIGNED), \
+         MIN(CASE WHEN (state = 'leased' AND lease_expires_at <= ?) \
+             OR (state = 'scheduled' AND available_at <= ?) THEN created_at END) \
          FROM items GROUP BY queue, state",
     )
+    .bind(ms(now))
+    .bind(ms(now))
     .bind(ms(now))
     .bind(ms(now))
     .fetch_all(&mut *c)
     .await
     .map_err(db)?;
     for g in groups {
-        sql::add_group(&mut out, g, now)?;
+        stats::add_group(&mut out, g, now)?;
     }
     Ok(out)
 }

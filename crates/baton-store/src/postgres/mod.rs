@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_core::clock::to_millis;
 use baton_core::{
-    Acquisition, ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, Lock, LockCallback, LockEvent, LockFilter, LockId, LockRequest,
+    Acquisition, ClaimRequest, Claimed, CompleteRequest, ConfigChange, Error, FencingToken, Item,
+    ItemEvent, ItemFilter, ItemId, Lock, LockCallback, LockEvent, LockFilter, LockId, LockRequest,
     LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing,
     ResourceName, ResourceStatus, Result, Role, Store, StoreError, SweepReport, TicketId,
     Timestamp, Wakeups, WorkCallback, rules,
@@ -295,10 +295,16 @@ impl Store for PgStore {
         queue::config(&mut *self.conn().await?, queue).await
     }
 
-    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+    async fn update_queue_config(
+        &self,
+        queue: &QueueName,
+        change: ConfigChange,
+    ) -> Result<QueueConfig> {
         let now = chrono::Utc::now();
-        in_tx!(self.pool, db, |c| queue::set_config(c, queue, config, now)
-            .await)
+        in_tx!(self.pool, db, |c| queue::update_config(
+            c, queue, &change, now
+        )
+        .await)
     }
 
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {

@@ -27,6 +27,7 @@ use sqlx::postgres::PgRow;
 
 use super::db;
 use crate::sql::{self, add_count, event_cols, item_cols};
+use crate::stats;
 
 /// The channel on which committed work is announced to other processes.
 pub(super) const CHANNEL: &str = "baton_work";
@@ -83,7 +84,28 @@ pub(super) async fn config(c: &mut PgConnection, queue: &QueueName) -> Result<Qu
     }
 }
 
-pub(super) async fn set_config(
+/// Applies `change` to the queue's settings with the queue's row locked
+/// (created first if new), so concurrent changes never lose one another.
+pub(super) async fn update_config(
+    c: &mut PgConnection,
+    queue: &QueueName,
+    change: &baton_core::ConfigChange,
+    now: Timestamp,
+) -> Result<QueueConfig> {
+    ensure_queue(c, queue, now).await?;
+    let json: String = sqlx::query_scalar("SELECT config FROM queues WHERE name = $1 FOR UPDATE")
+        .bind(queue.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db)?;
+    let current: QueueConfig = serde_json::from_str(&json)
+        .map_err(|e| StoreError::fatal(format!("queue {queue} has a corrupt config: {e}")))?;
+    let new = change(current)?;
+    set_config(c, queue, &new, now).await?;
+    Ok(new)
+}
+
+async fn set_config(
     c: &mut PgConnection,
     queue: &QueueName,
     config: &QueueConfig,
@@ -586,22 +608,14 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
     .map_err(db)?;
     let mut out = Vec::with_capacity(queues.len());
     for (name, config, done) in queues {
-        out.push(QueueStats {
-            queue: QueueName::new(name)?,
-            scheduled: 0,
-            ready: 0,
-            leased: 0,
-            parked: 0,
-            done: done as u64,
-            oldest_ready_age_seconds: None,
-            config: serde_json::from_str(&config)
-                .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
-        });
+        out.push(stats::queue_row(name, &config, done)?);
     }
-    let groups: Vec<sql::StateGroup> = sqlx::query_as(
+    let groups: Vec<stats::StateGroup> = sqlx::query_as(
         "SELECT queue, state, count(*), min(created_at), \
-         count(*) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1), \
-         min(created_at) FILTER (WHERE state = 'leased' AND lease_expires_at <= $1) \
+         count(*) FILTER (WHERE (state = 'leased' AND lease_expires_at <= $1) \
+             OR (state = 'scheduled' AND available_at <= $1)), \
+         min(created_at) FILTER (WHERE (state = 'leased' AND lease_expires_at <= $1) \
+             OR (state = 'scheduled' AND available_at <= $1)) \
          FROM items GROUP BY queue, state",
     )
     .bind(ms(now))
@@ -609,7 +623,7 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
     .await
     .map_err(db)?;
     for g in groups {
-        sql::add_group(&mut out, g, now)?;
+        stats::add_group(&mut out, g, now)?;
     }
     Ok(out)
 }

@@ -24,10 +24,11 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use baton_core::{
-    Acquisition, ClaimRequest, Claimed, CompleteRequest, FencingToken, Item, ItemEvent, ItemFilter,
-    ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem, Principal,
-    QueueConfig, QueueName, QueueStats, Queueing, ResourceName, ResourceStatus, Result, Role,
-    Store, StoreError, SweepReport, TicketId, Timestamp,
+    Acquisition, ClaimRequest, Claimed, CompleteRequest, ConfigChange, FencingToken, Item,
+    ItemEvent, ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest,
+    LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing,
+    ResourceName, ResourceStatus, Result, Role, Store, StoreError, SweepReport, TicketId,
+    Timestamp,
 };
 use chrono::Duration;
 use rusqlite::Connection;
@@ -233,10 +234,14 @@ impl Store for SqliteStore {
         self.readers.read(move |c| queue::config(c, &queue)).await
     }
 
-    async fn set_queue_config(&self, queue: &QueueName, config: &QueueConfig) -> Result<()> {
-        let (queue, config) = (queue.clone(), config.clone());
+    async fn update_queue_config(
+        &self,
+        queue: &QueueName,
+        change: ConfigChange,
+    ) -> Result<QueueConfig> {
+        let queue = queue.clone();
         self.writer
-            .write(move |c| queue::set_config(c, &queue, &config))
+            .write(move |c| queue::update_config(c, &queue, &change))
             .await
     }
 

@@ -11,6 +11,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::rows::{self, EVENT_COLS, ITEM_COLS, ms, store_err};
+use crate::stats;
 
 /// `?`-friendly conversion of rusqlite results.
 pub(super) trait Db<T> {
@@ -51,7 +52,19 @@ pub(super) fn config(c: &Connection, queue: &QueueName) -> Result<QueueConfig> {
     }
 }
 
-pub(super) fn set_config(c: &Connection, queue: &QueueName, config: &QueueConfig) -> Result<()> {
+/// Applies `change` to the queue's settings (inside the writer's
+/// savepoint, so no other write interleaves) and saves the result.
+pub(super) fn update_config(
+    c: &Connection,
+    queue: &QueueName,
+    change: &baton_core::ConfigChange,
+) -> Result<QueueConfig> {
+    let new = change(config(c, queue)?)?;
+    set_config(c, queue, &new)?;
+    Ok(new)
+}
+
+fn set_config(c: &Connection, queue: &QueueName, config: &QueueConfig) -> Result<()> {
     let json = serde_json::to_string(config).map_err(|e| StoreError::fatal(e.to_string()))?;
     c.prepare_cached(
         "INSERT INTO queues (name, config, created_at) VALUES (?1, ?2, strftime('%s','now') * 1000) \
@@ -521,59 +534,31 @@ fn stats_in_tx(c: &Connection, now: Timestamp) -> Result<Vec<QueueStats>> {
             .db()?;
         let mut rows = stmt.query([]).db()?;
         while let Some(r) = rows.next().db()? {
-            let name: String = r.get(0).db()?;
             let config: String = r.get(1).db()?;
-            out.push(QueueStats {
-                queue: QueueName::new(name)?,
-                scheduled: 0,
-                ready: 0,
-                leased: 0,
-                parked: 0,
-                done: r.get::<_, i64>(2).db()? as u64,
-                oldest_ready_age_seconds: None,
-                config: serde_json::from_str(&config)
-                    .map_err(|e| StoreError::fatal(format!("corrupt queue config: {e}")))?,
-            });
+            out.push(stats::queue_row(r.get(0).db()?, &config, r.get(2).db()?)?);
         }
     }
     let mut stmt = c
         .prepare_cached(
             "SELECT queue, state, count(*), min(created_at), \
-             sum(state = 'leased' AND lease_expires_at <= ?1), \
-             min(CASE WHEN state = 'leased' AND lease_expires_at <= ?1 THEN created_at END) \
+             coalesce(sum((state = 'leased' AND lease_expires_at <= ?1) \
+                 OR (state = 'scheduled' AND available_at <= ?1)), 0), \
+             min(CASE WHEN (state = 'leased' AND lease_expires_at <= ?1) \
+                 OR (state = 'scheduled' AND available_at <= ?1) THEN created_at END) \
              FROM items GROUP BY queue, state",
         )
         .db()?;
     let mut rows = stmt.query([ms(now)]).db()?;
     while let Some(r) = rows.next().db()? {
-        let queue: String = r.get(0).db()?;
-        let state: ItemState = r.get::<_, String>(1).db()?.parse()?;
-        let count = r.get::<_, i64>(2).db()? as u64;
-        let oldest: Option<i64> = r.get(3).db()?;
-        let expired = r.get::<_, Option<i64>>(4).db()?.unwrap_or(0) as u64;
-        let oldest_expired: Option<i64> = r.get(5).db()?;
-        let Some(s) = out.iter_mut().find(|s| s.queue.as_str() == queue) else {
-            continue;
-        };
-        let mut note_ready = |n: u64, oldest: Option<i64>| {
-            s.ready += n;
-            if let Some(o) = oldest {
-                let age = (ms(now) - o).max(0) as f64 / 1000.0;
-                s.oldest_ready_age_seconds =
-                    Some(s.oldest_ready_age_seconds.map_or(age, |a| a.max(age)));
-            }
-        };
-        match state {
-            ItemState::Scheduled => s.scheduled += count,
-            ItemState::Ready => note_ready(count, oldest),
-            // A lease that ran out but was not swept yet is ready in truth.
-            ItemState::Leased => {
-                note_ready(expired, oldest_expired);
-                s.leased += count - expired;
-            }
-            ItemState::Parked => s.parked += count,
-            ItemState::Done => s.done += count,
-        }
+        let group: stats::StateGroup = (
+            r.get(0).db()?,
+            r.get(1).db()?,
+            r.get(2).db()?,
+            r.get(3).db()?,
+            r.get(4).db()?,
+            r.get(5).db()?,
+        );
+        stats::add_group(&mut out, group, now)?;
     }
     Ok(out)
 }

@@ -1,0 +1,132 @@
+//! `baton bench`: a load generator with a correctness verdict.
+//!
+//! Each scenario starts its own server in this process (over a temporary
+//! SQLite file, or the database given with `--db`) unless `--url` names a
+//! running one, drives it over HTTP with many concurrent clients for a
+//! while, and prints throughput, latency percentiles (HDR histograms),
+//! errors by status, and a verdict computed from the history the clients
+//! recorded. `--json` prints the same summary as JSON. `http-floor`
+//! measures the same HTTP stack and client answering a trivial endpoint:
+//! the ceiling any handler can reach on this machine.
+
+mod floor;
+mod queue;
+mod report;
+mod server;
+mod waiters;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+/// The benchmark scenarios.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Operators looping claim → complete against a pre-filled queue.
+    Queue(QueueArgs),
+    /// The same HTTP stack and client answering `GET /livez`.
+    HttpFloor(FloorArgs),
+    /// Many idle long-poll claimers (server in a child process): its
+    /// memory, and how fast an enqueued item reaches one of them.
+    Waiters(WaitersArgs),
+}
+
+/// What every scenario shares.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Database of the server this bench starts: `sqlite://PATH`,
+    /// `postgres://…`, `mysql://…`. Default: a temporary SQLite file.
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Drive a running server instead of starting one (needs `--token`).
+    #[arg(long, requires = "token")]
+    pub url: Option<String>,
+    /// An admin token of the server given with `--url`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Common {
+    fn duration(&self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(
+            self.duration > 0.0 && self.duration <= 3600.0,
+            "--duration must be in (0, 3600] seconds"
+        );
+        Ok(Duration::from_secs_f64(self.duration))
+    }
+}
+
+/// `baton bench queue`.
+#[derive(Args, Clone)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent operators, each looping claim → complete.
+    #[arg(long, default_value_t = 64)]
+    pub operators: usize,
+    /// Items enqueued before the measurement starts.
+    #[arg(long, default_value_t = 20_000)]
+    pub items: usize,
+    /// Producers enqueueing during the measurement.
+    #[arg(long, default_value_t = 0)]
+    pub producers: usize,
+}
+
+/// `baton bench waiters`.
+#[derive(Args, Clone)]
+pub struct WaitersArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Idle long-poll claimers (one connection each).
+    #[arg(long, default_value_t = 10_000)]
+    pub waiters: usize,
+    /// Items enqueued one at a time, each timed until a waiter has it.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+}
+
+/// `baton bench http-floor`.
+#[derive(Args, Clone)]
+pub struct FloorArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+}
+
+/// Runs a scenario; the error is returned when the verdict is not clean,
+/// so the exit status tells.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let (summary, json) = match cmd {
+        BenchCommand::Queue(args) => {
+            let json = args.common.json;
+            (queue::run(args).await?, json)
+        }
+        BenchCommand::HttpFloor(args) => {
+            let json = args.common.json;
+            (floor::run(args).await?, json)
+        }
+        BenchCommand::Waiters(args) => {
+            let json = args.common.json;
+            (waiters::run(args).await?, json)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{summary}");
+    }
+    anyhow::ensure!(
+        summary.verdict.ok,
+        "correctness verdict failed: {}",
+        summary.verdict.problems.join("; ")
+    );
+    Ok(())
+}
