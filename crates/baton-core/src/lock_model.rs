@@ -144,6 +144,12 @@ impl LockTable {
         let own = q
             .ticket
             .filter(|t| self.tickets.get(t).is_some_and(|t| t.expires_at > now));
+        // A ticket whose wait ran out is no place in the queue any more.
+        if let Some(t) = q.ticket
+            && own.is_none()
+        {
+            self.tickets.remove(&t);
+        }
         let admission = lock_rules::admit(
             &req.resources,
             req.mode,

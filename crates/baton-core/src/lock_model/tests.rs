@@ -6,7 +6,7 @@
 //! pass; sweep), with states already seen pruned. After every step the
 //! invariants are checked, and every acquire is compared with a naive
 //! reference: "granted iff, on each resource, every live lock and every
-//! live request queued ahead is compatible". Random walks of 40 steps
+//! live request queued ahead is compatible". Random walks of 60 steps
 //! reach further.
 
 use std::collections::{BTreeMap, HashSet};
@@ -472,13 +472,13 @@ fn every_short_operation_sequence_keeps_the_invariants() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
 
     /// Beyond the exhaustive depth: long random walks through the same
     /// operations, with the same checks after every step.
     #[test]
     fn long_random_operation_sequences_keep_the_invariants(
-        choices in proptest::collection::vec(proptest::prelude::any::<u32>(), 40)
+        choices in proptest::collection::vec(proptest::prelude::any::<u32>(), 60)
     ) {
         let mut w = World {
             table: LockTable::new(),

@@ -409,6 +409,12 @@ pub(super) async fn acquire(
                 .map_err(db)?
         }
     };
+    // A ticket whose wait ran out is no place in the queue any more.
+    if let Some(t) = q.ticket
+        && own.is_none()
+    {
+        delete_ticket(c, t).await?;
+    }
     let holds = holds(c, &req.resources).await?;
     let ahead = queued(c, &req.resources, own, now).await?;
     let admission = lock_rules::admit(&req.resources, req.mode, &holds, &ahead, None, now);

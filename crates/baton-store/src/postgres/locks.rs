@@ -348,6 +348,12 @@ pub(super) async fn acquire(
                 .map_err(db)?
         }
     };
+    // A ticket whose wait ran out is no place in the queue any more.
+    if let Some(t) = q.ticket
+        && own.is_none()
+    {
+        delete_ticket(c, t).await?;
+    }
     let names = names(&req.resources);
     let holds = sqlx::query(
         "SELECT h.resource, l.id, l.holder, l.mode, l.expires_at FROM lock_holds h \

@@ -364,6 +364,12 @@ pub(super) fn acquire(
             .optional()
             .db()?,
     };
+    // A ticket whose wait ran out is no place in the queue any more.
+    if let Some(t) = q.ticket
+        && own.is_none()
+    {
+        delete_ticket(c, t)?;
+    }
     let holds = holds(c, &req.resources)?;
     let ahead = queued(c, &req.resources, own, now)?;
     let admission = lock_rules::admit(&req.resources, req.mode, &holds, &ahead, None, now);
