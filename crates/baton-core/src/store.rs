@@ -12,7 +12,10 @@
 //! (PostgreSQL, MySQL) may be told to take lock times from the database's
 //! clock instead of `now` (read inside the transaction, after the
 //! resources' rows are locked), so that every server agrees on when a
-//! lock expires; the times it returns are then the database's.
+//! lock expires; the times it returns are then the database's. Either
+//! way a lock operation's time is never earlier than the latest time an
+//! earlier operation on one of its resources used, so times on a resource
+//! only move forward in commit order.
 //!
 //! Behaviour is specified by the conformance suite in `baton-testkit`,
 //! which every backend runs.
@@ -30,8 +33,9 @@ use crate::{
     SweepReport, TicketId, Timestamp,
 };
 
-/// How news of available work reaches waiting claimers in *other*
-/// processes sharing the same database. Claimers in the same process are
+/// How news of available work (and of resources that may have become
+/// free) reaches waiting claimers (and lock requests) in *other*
+/// processes sharing the same database. Waiters in the same process are
 /// always woken directly by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakeups {
@@ -42,9 +46,10 @@ pub enum Wakeups {
     /// `LISTEN`/`NOTIFY`).
     Notify,
     /// The database cannot push: the engine re-checks queues that have
-    /// waiting claimers at this interval (MySQL/MariaDB), so a claimer
-    /// waiting in one process learns of work enqueued through another
-    /// within one interval.
+    /// waiting claimers, and the versions of resources that have waiting
+    /// lock requests ([`Store::lock_versions`]), at this interval
+    /// (MySQL/MariaDB), so a waiter in one process learns of news from
+    /// another within one interval.
     Poll(StdDuration),
 }
 
