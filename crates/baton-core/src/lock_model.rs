@@ -182,7 +182,6 @@ impl LockTable {
                 now,
             });
         }
-        self.expire_locks(&admission.expired, now);
         if let Some(t) = own {
             self.tickets.remove(&t);
         }
@@ -279,10 +278,9 @@ impl LockTable {
     /// `Store::upgrade_lock`.
     pub fn upgrade(&mut self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
         let lock = self.get(id)?;
-        let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &self.holds(), now)? else {
+        if !lock_rules::plan_upgrade(&lock, caller, &self.holds(), now)? {
             return Ok(lock);
-        };
-        self.expire_locks(&expired, now);
+        }
         let token = self.next_token();
         let lock = self.mutate(id, |l| Ok(lock_rules::upgrade(l, token, now)))?;
         for r in &lock.resources {
@@ -367,7 +365,10 @@ impl LockTable {
     }
 
     /// `Store::resource_history`: the latest `limit` events of the
-    /// resource, oldest first (by time, then by the order recorded).
+    /// resource, oldest first: by time, ends (released, expired, forced)
+    /// before other events of the same instant, then in the order
+    /// recorded. (The sweeper records an expiry after the fact, at the
+    /// instant the lock ran out.)
     pub fn resource_history(&self, resource: &ResourceName, limit: u32) -> Vec<LockEvent> {
         let mut events: Vec<(usize, &LockEvent)> = self
             .history
@@ -375,7 +376,7 @@ impl LockTable {
             .enumerate()
             .filter(|(_, e)| e.resource == *resource)
             .collect();
-        events.sort_by_key(|(i, e)| (e.at, *i));
+        events.sort_by_key(|(i, e)| (e.at, !e.kind.is_end(), *i));
         let skip = events.len().saturating_sub(limit as usize);
         events
             .into_iter()

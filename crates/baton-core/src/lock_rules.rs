@@ -64,12 +64,13 @@ pub struct Queued {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Admission {
     /// What stands in the way, per resource (holds first, then queued
-    /// requests); empty when the request may be granted.
+    /// requests); empty when the request may be granted. A lock that ran
+    /// out is no conflict, whether or not its expiry was recorded yet: the
+    /// sweeper records it. (A late heartbeat of it cannot revive it: the
+    /// grant that stepped over it moved its resource's time past its
+    /// expiry, and every operation on a lock runs at the latest time of
+    /// its resources.)
     pub conflicts: Vec<Conflict>,
-    /// Locks that hold some of the request's resources but have expired:
-    /// a grant must record them as expired (with [`expire`]) in the same
-    /// transaction, so that a late heartbeat of theirs cannot revive them.
-    pub expired: BTreeSet<LockId>,
 }
 
 impl Admission {
@@ -109,9 +110,7 @@ pub fn admit(
     let mut out = Admission::default();
     for resource in wanted {
         for h in holds.iter().filter(|h| h.resource == *resource) {
-            if h.expires_at <= now {
-                out.expired.insert(h.lock);
-            } else if !mode.compatible(h.mode) {
+            if h.expires_at > now && !mode.compatible(h.mode) {
                 out.conflicts.push(Conflict {
                     resource: resource.clone(),
                     holder: h.holder.clone(),
@@ -368,17 +367,12 @@ pub fn expire(lock: &mut Lock, now: Timestamp) -> Option<Vec<LockEvent>> {
 /// Decides whether the caller's shared `lock` may become exclusive at
 /// `now`: only when no other live lock holds any of its resources
 /// (requests queued for them do not stand in the way: the caller already
-/// holds the resources). `Ok(None)`: it is exclusive already, nothing to
-/// do; `Ok(Some(expired))`: go ahead, recording `expired` as with a grant.
-pub fn plan_upgrade(
-    lock: &Lock,
-    caller: &str,
-    holds: &[Hold],
-    now: Timestamp,
-) -> Result<Option<BTreeSet<LockId>>> {
+/// holds the resources). `Ok(false)`: it is exclusive already, nothing to
+/// do; `Ok(true)`: go ahead with [`upgrade`].
+pub fn plan_upgrade(lock: &Lock, caller: &str, holds: &[Hold], now: Timestamp) -> Result<bool> {
     check_holder(lock, caller, now)?;
     if lock.mode == LockMode::Exclusive {
-        return Ok(None);
+        return Ok(false);
     }
     let admission = admit(
         &lock.resources,
@@ -389,7 +383,7 @@ pub fn plan_upgrade(
         now,
     );
     if admission.granted() {
-        Ok(Some(admission.expired))
+        Ok(true)
     } else {
         Err(locked(admission.conflicts, now))
     }

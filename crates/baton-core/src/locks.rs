@@ -338,6 +338,17 @@ impl LockEventKind {
     }
 }
 
+impl LockEventKind {
+    /// Whether the event ends a lock (released, expired, forced). Of
+    /// events at the same instant, ends come first in a history.
+    pub fn is_end(self) -> bool {
+        matches!(
+            self,
+            LockEventKind::Released | LockEventKind::Expired | LockEventKind::Forced
+        )
+    }
+}
+
 impl std::str::FromStr for LockEventKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -203,10 +203,10 @@ pub trait Store: Send + Sync + 'static {
     ///   is now (`created == false`), or `LockEnded` if it has ended;
     /// - granted when [`crate::lock_rules::admit`] admits it against the
     ///   live locks of its resources and the live requests queued ahead
-    ///   of `queueing.ticket` (all of them, without a live ticket):
-    ///   expired locks in the way are recorded as expired, the ticket is
-    ///   dropped, the lock gets the next fencing token, which becomes its
-    ///   resources' token;
+    ///   of `queueing.ticket` (all of them, without a live ticket): the
+    ///   ticket is dropped, the lock gets the next fencing token, which
+    ///   becomes its resources' token (locks that ran out are no
+    ///   conflict; the sweeper records their expiry);
     /// - otherwise `Blocked` with the conflicts, keeping the live ticket,
     ///   or queueing a new one for `queueing.wait` when asked to; a
     ///   blocked attempt changes nothing else.

@@ -189,10 +189,15 @@ pub async fn lock_expires_at_its_ttl_without_heartbeat(db: TestStore) {
     // Someone else gets it at once, without a sweep.
     let bob = h.lock(&h.bob, &["a"], X).await;
     assert!(bob.token > lock.token);
-    // Recorded once: by the grant that stepped over it; the sweep finds
-    // nothing more to do.
+    // A late heartbeat cannot revive it; the sweeper records the expiry
+    // once, at the expiry instant (before bob's grant of the same instant).
+    assert_err!(
+        h.engine.heartbeat_lock(&h.alice, lock.id, Some(60)).await,
+        Error::LockEnded { .. }
+    );
     let report = h.engine.sweep_locks().await.unwrap();
-    assert!(report.expired.is_empty(), "{report:?}");
+    assert_eq!(report.expired.len(), 1, "{report:?}");
+    assert!(h.engine.sweep_locks().await.unwrap().expired.is_empty());
     assert_eq!(
         kinds(&h.lock_history("a").await),
         [
@@ -205,8 +210,7 @@ pub async fn lock_expires_at_its_ttl_without_heartbeat(db: TestStore) {
     assert_eq!(expired.at, lock.expires_at);
 }
 
-/// The sweeper records an expiry nobody stepped over, at the expiry
-/// instant, once.
+/// The sweeper records each expiry at the expiry instant, once.
 pub async fn sweep_records_each_expiry_once(db: TestStore) {
     let h = Harness::new(db).await;
     let lock = h.lock(&h.alice, &["a", "b"], S).await;

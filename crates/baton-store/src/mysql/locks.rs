@@ -455,8 +455,7 @@ pub(super) async fn acquire(
             now,
         });
     }
-    // 3. Grant: record what expired in the way, take the next token.
-    expire_locks(c, &admission.expired, now).await?;
+    // 3. Grant: take the next token.
     if let Some(t) = own {
         delete_ticket(c, t).await?;
     }
@@ -664,10 +663,9 @@ pub(super) async fn upgrade(
     let now = begin(c, &resources, t).await?;
     let mut lock = fetch_lock(c, id, true).await?;
     let holds = holds(c, &lock.resources).await?;
-    let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &holds, now)? else {
+    if !lock_rules::plan_upgrade(&lock, caller, &holds, now)? {
         return Ok(lock);
-    };
-    expire_locks(c, &expired, now).await?;
+    }
     let token = next_token(c).await?;
     let events = lock_rules::upgrade(&mut lock, token, now);
     touch(c, &lock.resources, now).await?;
@@ -797,8 +795,9 @@ pub(super) async fn history(
         lock_event_cols!(),
         " FROM (SELECT ",
         lock_event_cols!(),
-        ", id FROM lock_events WHERE resource_hash = UNHEX(SHA2(?, 256)) \
-         ORDER BY at DESC, id DESC LIMIT ?) AS e ORDER BY at, id"
+        ", id, CASE WHEN kind IN ('released', 'expired', 'forced') THEN 0 ELSE 1 END AS kind_rank \
+         FROM lock_events WHERE resource_hash = UNHEX(SHA2(?, 256)) \
+         ORDER BY at DESC, kind_rank DESC, id DESC LIMIT ?) AS e ORDER BY at, kind_rank, id"
     ))
     .bind(resource.as_str())
     .bind(i64::from(limit))

@@ -414,8 +414,7 @@ pub(super) async fn acquire(
             now,
         });
     }
-    // 3. Grant: record what expired in the way, take the next token.
-    expire_locks(c, &admission.expired, now).await?;
+    // 3. Grant: take the next token.
     if let Some(t) = own {
         delete_ticket(c, t).await?;
     }
@@ -642,10 +641,9 @@ pub(super) async fn upgrade(
     .iter()
     .map(sql::hold)
     .collect::<Result<Vec<_>>>()?;
-    let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &holds, now)? else {
+    if !lock_rules::plan_upgrade(&lock, caller, &holds, now)? {
         return Ok(lock);
-    };
-    expire_locks(c, &expired, now).await?;
+    }
     let token = next_token(c).await?;
     let events = lock_rules::upgrade(&mut lock, token, now);
     touch(c, &lock.resources, now).await?;
@@ -756,8 +754,9 @@ pub(super) async fn history(
         lock_event_cols!(),
         " FROM (SELECT ",
         lock_event_cols!(),
-        ", id FROM lock_events WHERE resource = $1 ORDER BY at DESC, id DESC LIMIT $2) AS e \
-         ORDER BY at, id"
+        ", id, CASE WHEN kind IN ('released', 'expired', 'forced') THEN 0 ELSE 1 END AS kind_rank \
+         FROM lock_events WHERE resource = $1 ORDER BY at DESC, kind_rank DESC, id DESC LIMIT $2) AS e \
+         ORDER BY at, kind_rank, id"
     ))
     .bind(resource.as_str())
     .bind(i64::from(limit))

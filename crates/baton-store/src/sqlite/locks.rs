@@ -280,21 +280,15 @@ fn queued(
 
 /// Records the expiry of each of `ids` that ran out (and is not recorded
 /// yet), freeing its resources.
-fn expire_locks(
-    c: &Connection,
-    ids: &BTreeSet<LockId>,
-    now: Timestamp,
-    bump: bool,
-) -> Result<Vec<Lock>> {
+fn expire_locks(c: &Connection, ids: &BTreeSet<LockId>, now: Timestamp) -> Result<Vec<Lock>> {
     let mut out = Vec::new();
     for id in ids {
         let mut lock = load(c, *id)?;
         if let Some(events) = lock_rules::expire(&mut lock, now) {
+            touch(c, &lock.resources, now)?;
             save(c, &lock)?;
             insert_events(c, &events)?;
-            if bump {
-                bump_versions(c, &lock.resources)?;
-            }
+            bump_versions(c, &lock.resources)?;
             out.push(lock);
         }
     }
@@ -385,8 +379,7 @@ pub(super) fn acquire(
             now,
         });
     }
-    // 3. Grant: record what expired in the way, take the next token.
-    expire_locks(c, &admission.expired, now, false)?;
+    // 3. Grant: take the next token.
     if let Some(t) = own {
         delete_ticket(c, t)?;
     }
@@ -573,10 +566,9 @@ pub(super) fn upgrade(c: &Connection, id: LockId, caller: &str, now: Timestamp) 
     let lock = load(c, id)?;
     let now = op_time(c, &lock.resources, now)?;
     let holds = holds(c, &lock.resources)?;
-    let Some(expired) = lock_rules::plan_upgrade(&lock, caller, &holds, now)? else {
+    if !lock_rules::plan_upgrade(&lock, caller, &holds, now)? {
         return Ok(lock);
-    };
-    expire_locks(c, &expired, now, false)?;
+    }
     let token = next_token(c)?;
     let lock = mutate(c, id, now, false, |l, now| {
         Ok(lock_rules::upgrade(l, token, now))
@@ -675,6 +667,10 @@ fn status_in_tx(
     Ok(out)
 }
 
+/// Of events at the same instant, ends (released, expired, forced) come
+/// first: the sweeper records an expiry after the fact.
+const RANK: &str = "CASE WHEN kind IN ('released', 'expired', 'forced') THEN 0 ELSE 1 END";
+
 pub(super) fn history(
     c: &Connection,
     resource: &ResourceName,
@@ -682,7 +678,7 @@ pub(super) fn history(
 ) -> Result<Vec<LockEvent>> {
     c.prepare_cached(&format!(
         "SELECT {EVENT_COLS} FROM (SELECT {EVENT_COLS}, id FROM lock_events WHERE resource = ?1 \
-         ORDER BY at DESC, id DESC LIMIT ?2) ORDER BY at, id"
+         ORDER BY at DESC, {RANK} DESC, id DESC LIMIT ?2) ORDER BY at, {RANK}, id"
     ))
     .db()?
     .query_map(params![resource.as_str(), i64::from(limit)], event_row)
@@ -704,7 +700,7 @@ pub(super) fn sweep(
         .db()?
         .collect::<rusqlite::Result<_>>()
         .db()?;
-    let expired = expire_locks(c, &due, now, true)?;
+    let expired = expire_locks(c, &due, now)?;
     c.prepare_cached(
         "DELETE FROM lock_ticket_resources WHERE ticket_id IN \
          (SELECT id FROM lock_tickets WHERE expires_at <= ?1)",
