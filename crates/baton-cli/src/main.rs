@@ -58,6 +58,7 @@ impl DbArg {
             max_connections: self.db_max_connections,
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout),
             statement_timeout: Duration::from_secs(self.db_statement_timeout),
+            ..StoreSettings::default()
         };
         Engine::open_with(&self.db, &settings)
             .await

@@ -4,7 +4,10 @@
 //! Each variant maps to exactly one HTTP status and problem `type` in the
 //! HTTP layer; the core itself knows nothing of HTTP.
 
-use crate::{FencingToken, ItemId, ItemState, MergeConflicts, StaleWrite, Timestamp};
+use crate::{
+    Conflict, FencingToken, ItemId, ItemState, LockEnd, LockId, MergeConflicts, StaleWrite,
+    Timestamp,
+};
 
 /// Result with Baton's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,6 +83,33 @@ pub enum Error {
     /// The collection requires a write to name the version it is based on.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// The resources are locked in a conflicting mode, or conflicting
+    /// requests are queued ahead (the lock was not granted; nothing
+    /// changed).
+    #[error("{}", describe_conflicts(conflicts))]
+    Locked {
+        /// Each conflict: resource, holder, mode, until when.
+        conflicts: Vec<Conflict>,
+        /// Seconds until the earliest conflict may be gone (at least 1).
+        retry_after: u32,
+    },
+    /// The lock has ended (released, expired or forced); the holder's
+    /// token is stale. Says how, when, by whom and why.
+    #[error("lock {lock} has ended: {}", end.describe())]
+    LockEnded {
+        /// The lock.
+        lock: LockId,
+        /// How it ended.
+        end: Box<LockEnd>,
+    },
+    /// The caller does not hold the lock it tried to act with.
+    #[error("lock {lock} is held by {holder}, not by you")]
+    NotLockHolder {
+        /// The lock.
+        lock: LockId,
+        /// Its holder.
+        holder: String,
+    },
     /// The store failed; see [`StoreError::retryable`].
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -130,6 +160,37 @@ impl StoreError {
             retryable: false,
             message: message.into(),
         }
+    }
+}
+
+/// "customer/42 is locked exclusive by joe until ...; ..." for messages.
+fn describe_conflicts(conflicts: &[Conflict]) -> String {
+    let parts: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            if c.waiting {
+                format!(
+                    "{} is awaited ({}) by {}, queued ahead, until {}",
+                    c.resource,
+                    c.mode,
+                    c.holder,
+                    c.expires_at.to_rfc3339()
+                )
+            } else {
+                format!(
+                    "{} is locked {} by {} until {}",
+                    c.resource,
+                    c.mode,
+                    c.holder,
+                    c.expires_at.to_rfc3339()
+                )
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "locked".to_owned()
+    } else {
+        parts.join("; ")
     }
 }
 

@@ -15,12 +15,13 @@ pub enum Role {
     /// Manages principals and tokens and collection settings; may do
     /// everything.
     Admin,
-    /// Watches queues, revokes leases, requeues parked items.
+    /// Watches queues and locks, revokes leases, requeues parked items,
+    /// forces locks open.
     Supervisor,
     /// A person working items: claims, heartbeats, releases, completes;
-    /// writes records.
+    /// takes locks; writes records.
     Operator,
-    /// An application: enqueues, reads, writes records.
+    /// An application: enqueues, reads, takes locks, writes records.
     App,
 }
 
@@ -44,8 +45,8 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Supervisor => !matches!(action, ManagePrincipals | Configure),
-            Role::Operator => matches!(action, Work | Read | Edit),
-            Role::App => matches!(action, Enqueue | Read | Edit),
+            Role::Operator => matches!(action, Work | Lock | Read | Edit),
+            Role::App => matches!(action, Enqueue | Lock | Read | Edit),
         }
     }
 }
@@ -80,7 +81,10 @@ pub enum Action {
     Work,
     /// Read items, history and queue statistics.
     Read,
-    /// Revoke leases, requeue parked items, change queue settings.
+    /// Take, keep alive, change and release one's own locks.
+    Lock,
+    /// Revoke leases, requeue parked items, change queue settings, force
+    /// locks open, read a resource's lock history.
     Supervise,
     /// Create principals and tokens.
     ManagePrincipals,
@@ -96,7 +100,8 @@ impl Action {
             Action::Enqueue => "enqueue items",
             Action::Work => "claim and work items",
             Action::Read => "read queues and items",
-            Action::Supervise => "supervise queues",
+            Action::Lock => "take locks",
+            Action::Supervise => "supervise queues and locks",
             Action::ManagePrincipals => "manage principals",
             Action::Edit => "write records",
             Action::Configure => "change collection settings",
@@ -159,6 +164,8 @@ mod tests {
         assert!(!Role::Operator.allows(Enqueue));
         assert!(!Role::Operator.allows(Supervise));
         assert!(Role::App.allows(Enqueue));
+        assert!(Role::App.allows(Lock) && Role::Operator.allows(Lock));
+        assert!(!Role::Operator.allows(Supervise) && !Role::App.allows(Supervise));
         assert!(!Role::App.allows(Work));
         assert!(Role::Supervisor.allows(Supervise));
         assert!(Role::Supervisor.allows(Work));

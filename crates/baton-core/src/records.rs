@@ -21,10 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::merge::{Change, present};
-use crate::{CollectionName, Error, RecordKey, Result};
-
-/// Identifier of a lock of the lock manager, as a write names it.
-pub type RecordLockId = i64;
+use crate::{CollectionName, Error, LockId, RecordKey, Result};
 
 /// Identifier of a conflict object (a refused write, kept).
 pub type ConflictId = i64;
@@ -368,7 +365,7 @@ pub struct RecordWrite {
     pub actor: String,
     /// The lock the writer holds on `{collection}/{key}`, where the
     /// collection's lock policy requires one.
-    pub lock: Option<RecordLockId>,
+    pub lock: Option<LockId>,
 }
 
 impl RecordWrite {
@@ -380,7 +377,7 @@ impl RecordWrite {
         key: RecordKey,
         op: WriteOp,
         precondition: Precondition,
-        lock: Option<RecordLockId>,
+        lock: Option<LockId>,
     ) -> Result<Self> {
         match &op {
             WriteOp::Put(v) => check_data("data", v)?,

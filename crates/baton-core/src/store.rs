@@ -7,6 +7,16 @@
 //! event. Every method takes `now` from the engine's clock, so tests control
 //! time and a backend never reads a clock of its own.
 //!
+//! Lock operations are specified by [`crate::lock_model::LockTable`] and
+//! [`crate::lock_rules`]. A store that several servers share
+//! (PostgreSQL, MySQL) may be told to take lock times from the database's
+//! clock instead of `now` (read inside the transaction, after the
+//! resources' rows are locked), so that every server agrees on when a
+//! lock expires; the times it returns are then the database's. Either
+//! way a lock operation's time is never earlier than the latest time an
+//! earlier operation on one of its resources used, so times on a resource
+//! only move forward in commit order.
+//!
 //! Behaviour is specified by the conformance suite in `baton-testkit`,
 //! which every backend runs.
 
@@ -17,14 +27,17 @@ use async_trait::async_trait;
 use chrono::Duration;
 
 use crate::{
-    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConflictId,
-    ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId, NewItem,
-    Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter, RecordHead, RecordKey,
-    RecordVersion, RecordWrite, Result, Role, SweepReport, Timestamp, Version, Written,
+    Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
+    ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId,
+    Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem, Principal,
+    QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead, RecordKey,
+    RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, SweepReport, TicketId,
+    Timestamp, Version, Written,
 };
 
-/// How news of available work reaches waiting claimers in *other*
-/// processes sharing the same database. Claimers in the same process are
+/// How news of available work (and of resources that may have become
+/// free) reaches waiting claimers (and lock requests) in *other*
+/// processes sharing the same database. Waiters in the same process are
 /// always woken directly by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakeups {
@@ -35,11 +48,18 @@ pub enum Wakeups {
     /// `LISTEN`/`NOTIFY`).
     Notify,
     /// The database cannot push: the engine re-checks queues that have
-    /// waiting claimers at this interval (MySQL/MariaDB), so a claimer
-    /// waiting in one process learns of work enqueued through another
-    /// within one interval.
+    /// waiting claimers, and the versions of resources that have waiting
+    /// lock requests ([`Store::lock_versions`]), at this interval
+    /// (MySQL/MariaDB), so a waiter in one process learns of news from
+    /// another within one interval.
     Poll(StdDuration),
 }
+
+/// Called by a listening store with a resource that may have become free
+/// for requests waiting on it (a lock on it was released, forced or
+/// downgraded, or a request queued for it withdrew), or `None` when news
+/// may have been missed and every waiting request should look again.
+pub type LockCallback = Arc<dyn Fn(Option<&ResourceName>) + Send + Sync>;
 
 /// Called by a listening store with the queue in which work may have
 /// become claimable, or `None` when news may have been missed (the
@@ -236,6 +256,121 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the refused writes whose `expires_at` is not after `now`;
     /// returns how many. Idempotent.
     async fn forget_conflicts(&self, now: Timestamp) -> Result<u64>;
+
+    // ---- locks ----
+
+    /// For [`Wakeups::Notify`] stores: starts delivering news of resources
+    /// that may have become free (see [`LockCallback`]) committed by any
+    /// process, until the store is dropped. Other stores ignore it.
+    async fn listen_locks(&self, on_free: LockCallback) -> Result<()> {
+        let _ = on_free;
+        Ok(())
+    }
+
+    /// One attempt to acquire a lock, atomically, all resources or none
+    /// (see [`crate::lock_model::LockTable::acquire`]):
+    /// - with an idempotency key this holder used before: that lock as it
+    ///   is now (`created == false`), or `LockEnded` if it has ended;
+    /// - granted when [`crate::lock_rules::admit`] admits it against the
+    ///   live locks of its resources and the live requests queued ahead
+    ///   of `queueing.ticket` (all of them, without a live ticket): the
+    ///   ticket is dropped, the lock gets the next fencing token, which
+    ///   becomes its resources' token (locks that ran out are no
+    ///   conflict; the sweeper records their expiry);
+    /// - otherwise `Blocked` with the conflicts, keeping the live ticket,
+    ///   or queueing a new one for `queueing.wait` when asked to; a
+    ///   blocked attempt changes nothing else.
+    async fn acquire_lock(
+        &self,
+        req: LockRequest,
+        queueing: Queueing,
+        now: Timestamp,
+    ) -> Result<Acquisition>;
+
+    /// Takes a queued request out of the queue: the resources it waited
+    /// for, or `None` if it was gone already.
+    async fn withdraw_lock_ticket(
+        &self,
+        ticket: TicketId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<ResourceName>>>;
+
+    /// The holder keeps its lock alive for `ttl_seconds` more (never past
+    /// its `max_hold_until`). `LockEnded` when it ended, `NotLockHolder`,
+    /// `NotFound`.
+    async fn heartbeat_lock(
+        &self,
+        id: LockId,
+        caller: &str,
+        ttl_seconds: u32,
+        now: Timestamp,
+    ) -> Result<Lock>;
+
+    /// The holder releases its lock.
+    async fn release_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock>;
+
+    /// Supervisor: ends someone's lock for `reason`, giving its resources
+    /// a fresh fencing token.
+    async fn force_release_lock(
+        &self,
+        id: LockId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Lock>;
+
+    /// Releases every live lock of `holder` with the session label
+    /// `session`; returns them, by id.
+    async fn release_session_locks(
+        &self,
+        holder: &str,
+        session: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Lock>>;
+
+    /// Makes the caller's shared lock exclusive, with a new fencing token,
+    /// when no other live lock holds its resources (`Locked` otherwise).
+    async fn upgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock>;
+
+    /// Makes the caller's exclusive lock shared.
+    async fn downgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock>;
+
+    /// One lock, live or ended (within the retention period), as callers
+    /// see it at `now` (a lock that ran out shows as expired).
+    async fn lock(&self, id: LockId, now: Timestamp) -> Result<Lock>;
+
+    /// A page of the live locks matching `filter`, by id.
+    async fn list_locks(&self, filter: &LockFilter, now: Timestamp) -> Result<Vec<Lock>>;
+
+    /// The lock state of each distinct resource, in the order asked.
+    async fn lock_status(
+        &self,
+        resources: &[ResourceName],
+        now: Timestamp,
+    ) -> Result<Vec<ResourceStatus>>;
+
+    /// The latest `limit` events of a resource, oldest first (by time,
+    /// then by the order recorded). Empty for a resource never locked.
+    async fn resource_history(&self, resource: &ResourceName, limit: u32)
+    -> Result<Vec<LockEvent>>;
+
+    /// Lock maintenance at `now`: records locks that ran out as expired
+    /// (ending them and freeing their resources), drops queued requests
+    /// whose wait ran out, forgets locks ended more than `retention` ago
+    /// and idempotency keys older than `key_retention`. Idempotent.
+    async fn sweep_locks(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+        key_retention: Duration,
+    ) -> Result<LockSweepReport>;
+
+    /// A number per resource that changes whenever something that may
+    /// unblock a waiting request happens to it (a lock on it released,
+    /// forced, downgraded or recorded as expired; a queued request
+    /// withdrawn). For [`Wakeups::Poll`] stores: the engine polls it for
+    /// resources with waiting requests. 0 for a resource never locked.
+    async fn lock_versions(&self, resources: &[ResourceName]) -> Result<Vec<i64>>;
 
     // ---- identity ----
 

@@ -14,8 +14,8 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton::{
-    Change, ChangeSince, ConflictId, Error, FencingToken, FieldConflict, ItemId, ItemState, Record,
-    Version,
+    Change, ChangeSince, Conflict, ConflictId, Error, FencingToken, FieldConflict, ItemId,
+    ItemState, LockEnd, LockId, Record, Version,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,7 +46,8 @@ pub struct Problem {
     /// `invalid`, `malformed-request`: the request field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// `stale-token`, `not-holder`, `wrong-state`: the item concerned.
+    /// `stale-token`, `not-holder` (of a lease), `wrong-state`: the item
+    /// concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<ItemId>,
     /// `stale-token`: the fencing token the caller presented.
@@ -57,7 +58,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
     pub current: Option<FencingToken>,
-    /// `not-holder`: who holds the lease.
+    /// `not-holder`: who holds the lease or lock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
     /// `wrong-state`: the item's current state.
@@ -75,10 +76,6 @@ pub struct Problem {
     /// `merge-conflict`: the version your change was based on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_version: Option<Version>,
-    /// `merge-conflict`: each member you and someone else changed
-    /// differently: base, yours, theirs, and who made theirs when.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conflicts: Option<Vec<FieldConflict>>,
     /// `merge-conflict`: your changes that did merge cleanly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged: Option<Vec<Change>>,
@@ -89,6 +86,29 @@ pub struct Problem {
     /// See `conflict_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_url: Option<String>,
+    /// `lock-ended`, `not-holder` (of a lock): the lock concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockId>,
+    /// `locked`: each resource in the way, with its holder (or the request
+    /// queued ahead), mode and expiry. `merge-conflict`: each member you
+    /// and someone else changed differently: base, yours, theirs, and who
+    /// made theirs when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<ProblemConflicts>,
+    /// `lock-ended`: how, when, by whom and why the lock ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<LockEnd>,
+}
+
+/// The `conflicts` member of a problem: what is in the way of a lock, or
+/// where a stale change overlaps others'.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProblemConflicts {
+    /// `locked`: the resources in the way.
+    Locks(Vec<Conflict>),
+    /// `merge-conflict`: the members changed differently on both sides.
+    Fields(Vec<FieldConflict>),
 }
 
 /// The kinds of problem the API answers with: status, slug and title.
@@ -100,7 +120,7 @@ pub enum ProblemKind {
     Unauthorized,
     /// 403: the caller's role does not allow the action.
     Forbidden,
-    /// 403: the caller does not hold the lease it acts with.
+    /// 403: the caller does not hold the lease or lock it acts with.
     NotHolder,
     /// 404: no such item, queue or principal.
     NotFound,
@@ -121,12 +141,16 @@ pub enum ProblemKind {
     PreconditionFailed,
     /// 428: the write must say which version it is based on.
     PreconditionRequired,
+    /// 410: the lock has ended (released, expired or forced).
+    LockEnded,
     /// 413: the body is over the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
     /// 422: a field is invalid.
     Invalid,
+    /// 423: the resources are locked by others (or others wait first).
+    Locked,
     /// 500: a bug or corruption; details are in the server log.
     Internal,
     /// 503: the store is unavailable for now; retry.
@@ -137,7 +161,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 19] = [
+    pub const ALL: [ProblemKind; 21] = [
         ProblemKind::Malformed,
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -151,9 +175,11 @@ impl ProblemKind {
         ProblemKind::MergeConflict,
         ProblemKind::PreconditionFailed,
         ProblemKind::PreconditionRequired,
+        ProblemKind::LockEnded,
         ProblemKind::PayloadTooLarge,
         ProblemKind::UnsupportedMediaType,
         ProblemKind::Invalid,
+        ProblemKind::Locked,
         ProblemKind::Internal,
         ProblemKind::Unavailable,
         ProblemKind::ShuttingDown,
@@ -171,9 +197,11 @@ impl ProblemKind {
             StaleToken | WrongState | AlreadyExists | MergeConflict => StatusCode::CONFLICT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            LockEnded => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Locked => StatusCode::LOCKED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -196,9 +224,11 @@ impl ProblemKind {
             MergeConflict => "merge-conflict",
             PreconditionFailed => "precondition-failed",
             PreconditionRequired => "precondition-required",
+            LockEnded => "lock-ended",
             PayloadTooLarge => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             Invalid => "invalid",
+            Locked => "locked",
             Internal => "internal",
             Unavailable => "unavailable",
             ShuttingDown => "shutting-down",
@@ -212,7 +242,7 @@ impl ProblemKind {
             Malformed => "Malformed request",
             Unauthorized => "Authentication required",
             Forbidden => "Not allowed for your role",
-            NotHolder => "You do not hold this lease",
+            NotHolder => "You do not hold this lease or lock",
             NotFound => "Not found",
             UnknownRoute => "No such route",
             MethodNotAllowed => "Method not allowed",
@@ -222,9 +252,11 @@ impl ProblemKind {
             MergeConflict => "Your change conflicts with changes made since your version",
             PreconditionFailed => "The record changed since your version",
             PreconditionRequired => "Say which version your write is based on",
+            LockEnded => "The lock has ended",
             PayloadTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             Invalid => "Invalid field",
+            Locked => "Locked",
             Internal => "Internal error",
             Unavailable => "Temporarily unavailable",
             ShuttingDown => "Shutting down",
@@ -264,10 +296,12 @@ impl ApiError {
                 record: None,
                 changed: None,
                 base_version: None,
-                conflicts: None,
                 merged: None,
                 conflict_id: None,
                 conflict_url: None,
+                lock: None,
+                conflicts: None,
+                ended: None,
             }),
             headers: Vec::new(),
         }
@@ -396,11 +430,32 @@ impl From<Error> for ApiError {
                     .with_conflict(m.conflict);
                 err.problem.record = Some(m.current);
                 err.problem.base_version = Some(m.base);
-                err.problem.conflicts = Some(m.conflicts);
+                err.problem.conflicts = Some(ProblemConflicts::Fields(m.conflicts));
                 err.problem.merged = Some(m.merged);
                 err
             }
             Error::PreconditionRequired(_) => Self::new(ProblemKind::PreconditionRequired, detail),
+            Error::Locked {
+                conflicts,
+                retry_after,
+            } => {
+                let mut err = Self::new(ProblemKind::Locked, detail)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                err.problem.conflicts = Some(ProblemConflicts::Locks(conflicts));
+                err
+            }
+            Error::LockEnded { lock, end } => {
+                let mut err = Self::new(ProblemKind::LockEnded, detail);
+                err.problem.lock = Some(lock);
+                err.problem.ended = Some(*end);
+                err
+            }
+            Error::NotLockHolder { lock, holder } => {
+                let mut err = Self::new(ProblemKind::NotHolder, detail);
+                err.problem.lock = Some(lock);
+                err.problem.holder = Some(holder);
+                err
+            }
             Error::Store(s) if s.retryable => {
                 tracing::warn!(error = %s.message, "store unavailable; answering 503");
                 Self::unavailable(

@@ -23,6 +23,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "baton_http_requests_total";
 /// Name of the HTTP latency histogram.
 pub const HTTP_DURATION: &str = "baton_http_request_duration_seconds";
+/// Name of the lock hold-time histogram.
+pub const LOCK_HOLD: &str = "baton_lock_hold_seconds";
 /// Name of the queue depth gauge (labels `queue`, `state`).
 pub const QUEUE_ITEMS: &str = "baton_queue_items";
 
@@ -45,6 +47,14 @@ fn install() -> PrometheusHandle {
                 60.0,
             ],
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(LOCK_HOLD.to_owned()),
+                &[
+                    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 28_800.0, 86_400.0,
+                ],
+            )
+        })
         .unwrap_or_else(|_| PrometheusBuilder::new());
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
@@ -71,6 +81,8 @@ const UNLABELLED_ENGINE_COUNTERS: &[&str] = &[
     "baton_items_parked_total",
     "baton_items_enqueued_total",
     "baton_stale_token_refusals_total",
+    "baton_lock_conflicts_total",
+    "baton_lock_stale_refusals_total",
 ];
 
 fn describe() {
@@ -116,6 +128,32 @@ fn describe() {
     describe_counter!(
         "baton_stale_token_refusals_total",
         "Actions refused for carrying a stale fencing token"
+    );
+    describe_counter!("baton_lock_grants_total", "Locks granted, by mode");
+    describe_counter!(
+        "baton_lock_conflicts_total",
+        "Lock requests and upgrades refused with 423 (after their wait, if any)"
+    );
+    describe_counter!(
+        "baton_lock_waits_total",
+        "Lock requests that had to wait, by outcome (granted, timed_out)"
+    );
+    describe_counter!(
+        "baton_lock_releases_total",
+        "Locks ended, by cause (released, expired, forced); expiries as recorded by this process's sweeper"
+    );
+    describe_counter!(
+        "baton_lock_stale_refusals_total",
+        "Actions refused because the lock had ended: the holder's token is stale (410)"
+    );
+    describe_histogram!(
+        LOCK_HOLD,
+        metrics::Unit::Seconds,
+        "How long locks were held, from grant to end"
+    );
+    describe_gauge!(
+        "baton_lock_requests_waiting",
+        "Lock requests waiting in this process"
     );
 }
 
@@ -171,6 +209,7 @@ pub(crate) async fn render(engine: &Engine) -> String {
             gauge!("baton_store_up").set(0.0);
         }
     }
+    gauge!("baton_lock_requests_waiting").set(engine.waiting_lock_requests() as f64);
     handle.run_upkeep();
     handle.render()
 }

@@ -26,6 +26,7 @@ const BEARER: &str = "bearer";
         title = "Baton",
         description = "Work queues with leases and fencing tokens: no request is served to two people at once. \
 Versioned records with optimistic concurrency: no update is silently lost. \
+A lock manager (pessimistic offline locks) with shared and exclusive modes, TTLs, fencing tokens and fair waiting. \
 Every `/v1` call needs `Authorization: Bearer <token>`. Errors are `application/problem+json` (RFC 9457) \
 with a stable `type` of the form `urn:baton:problem:<slug>`."
     ),
@@ -34,6 +35,7 @@ with a stable `type` of the form `urn:baton:problem:<slug>`."
         (name = "queues", description = "Enqueue, claim, list, statistics, settings"),
         (name = "items", description = "Work an item under a lease; supervise; history"),
         (name = "records", description = "Versioned records: ETag/If-Match, merge, history, conflict objects"),
+        (name = "locks", description = "Lock resources (shared/exclusive), keep locks alive, release, force, status, history"),
         (name = "principals", description = "Identity and tokens"),
         (name = "operations", description = "Health, metrics, this document"),
     )

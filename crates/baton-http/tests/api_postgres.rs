@@ -15,6 +15,8 @@ mod errors;
 mod harness;
 #[path = "api/items.rs"]
 mod items;
+#[path = "api/locks.rs"]
+mod locks;
 #[path = "api/openapi.rs"]
 mod openapi;
 #[path = "api/ops.rs"]

@@ -8,10 +8,12 @@
 use std::time::Duration as StdDuration;
 
 use baton_core::clock::from_millis;
+use baton_core::lock_rules::{Hold, Queued};
 use baton_core::{
-    CollectionName, Completion, Error, EventKind, FencingToken, Item, ItemEvent, ItemState, Kind,
-    Lease, MergedFrom, Principal, QueueName, Record, RecordHead, RecordKey, RecordVersion, Result,
-    Role, StoreError, Version,
+    CollectionName, Completion, EndCause, Error, EventKind, FencingToken, Item, ItemEvent,
+    ItemState, Kind, Lease, Lock, LockEnd, LockEvent, LockEventKind, LockMode, MergedFrom,
+    Principal, QueueName, Record, RecordHead, RecordKey, RecordVersion, ResourceHolder,
+    ResourceName, ResourceStatus, Result, Role, StoreError, Version,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -34,6 +36,32 @@ macro_rules! event_cols {
     };
 }
 pub(crate) use event_cols;
+
+/// The columns of `locks`, in the order [`lock`] reads.
+macro_rules! lock_cols {
+    () => {
+        "id, token, resources, mode, holder, session, ttl_seconds, acquired_at, expires_at, \
+         max_hold_until, ended_at, end_cause, ended_by, end_reason"
+    };
+}
+pub(crate) use lock_cols;
+
+/// The same, qualified by the alias `l`.
+macro_rules! l_lock_cols {
+    () => {
+        "l.id, l.token, l.resources, l.mode, l.holder, l.session, l.ttl_seconds, l.acquired_at, \
+         l.expires_at, l.max_hold_until, l.ended_at, l.end_cause, l.ended_by, l.end_reason"
+    };
+}
+pub(crate) use l_lock_cols;
+
+/// The columns of `lock_events`, in the order [`lock_event`] reads.
+macro_rules! lock_event_cols {
+    () => {
+        "resource, lock_id, at, kind, actor, holder, mode, token, detail"
+    };
+}
+pub(crate) use lock_event_cols;
 
 /// The columns of `records`, in the order [`record_head`] reads.
 macro_rules! record_cols {
@@ -67,6 +95,13 @@ pub struct StoreSettings {
     pub acquire_timeout: StdDuration,
     /// Longest one statement may run before the database cancels it.
     pub statement_timeout: StdDuration,
+    /// Lock times (grants, expiries, heartbeats, every "now" of a lock
+    /// operation) come from the database's clock, read inside each
+    /// transaction after the resources' rows are locked, so that all the
+    /// servers sharing the database agree on when a lock expires (default).
+    /// `false` takes them from the engine's clock instead, as SQLite always
+    /// does: for tests that move time by hand.
+    pub database_clock: bool,
 }
 
 impl Default for StoreSettings {
@@ -75,6 +110,7 @@ impl Default for StoreSettings {
             max_connections: 16,
             acquire_timeout: StdDuration::from_secs(5),
             statement_timeout: StdDuration::from_secs(30),
+            database_clock: true,
         }
     }
 }
@@ -262,6 +298,137 @@ where
         queue: QueueName::new(col::<_, String>(row, 5)?)?,
         detail: serde_json::from_str(&col::<_, String>(row, 6)?).map_err(|e| bad("detail", e))?,
     })
+}
+
+/// Reads a lock from a row selected with [`lock_cols!`].
+pub(crate) fn lock<R>(row: &R) -> Result<Lock>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let opt_time = |i: usize| Ok::<_, Error>(col::<_, Option<i64>>(row, i)?.map(from_millis));
+    let resources: Vec<ResourceName> =
+        serde_json::from_str(&col::<_, String>(row, 2)?).map_err(|e| bad("resources", e))?;
+    let ended = match (opt_time(10)?, col::<_, Option<String>>(row, 11)?) {
+        (Some(at), Some(cause)) => Some(LockEnd {
+            cause: cause.parse::<EndCause>()?,
+            at,
+            by: col(row, 12)?,
+            reason: col(row, 13)?,
+        }),
+        _ => None,
+    };
+    Ok(Lock {
+        id: col(row, 0)?,
+        token: FencingToken(col(row, 1)?),
+        resources,
+        mode: col::<_, String>(row, 3)?.parse::<LockMode>()?,
+        holder: col(row, 4)?,
+        session: col(row, 5)?,
+        ttl_seconds: u32::try_from(col::<_, i64>(row, 6)?).map_err(|e| bad("ttl_seconds", e))?,
+        acquired_at: from_millis(col(row, 7)?),
+        expires_at: from_millis(col(row, 8)?),
+        max_hold_until: opt_time(9)?,
+        ended,
+    })
+}
+
+/// Reads a lock event from a row selected with [`lock_event_cols!`].
+pub(crate) fn lock_event<R>(row: &R) -> Result<LockEvent>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(LockEvent {
+        resource: ResourceName::new(col::<_, String>(row, 0)?)?,
+        lock: col(row, 1)?,
+        at: from_millis(col(row, 2)?),
+        kind: col::<_, String>(row, 3)?.parse::<LockEventKind>()?,
+        actor: col(row, 4)?,
+        holder: col(row, 5)?,
+        mode: col::<_, String>(row, 6)?.parse::<LockMode>()?,
+        token: FencingToken(col(row, 7)?),
+        detail: serde_json::from_str(&col::<_, String>(row, 8)?).map_err(|e| bad("detail", e))?,
+    })
+}
+
+/// Reads a hold from a row selected as `resource, lock id, holder, mode,
+/// expires_at`.
+pub(crate) fn hold<R>(row: &R) -> Result<Hold>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Hold {
+        resource: ResourceName::new(col::<_, String>(row, 0)?)?,
+        lock: col(row, 1)?,
+        holder: col(row, 2)?,
+        mode: col::<_, String>(row, 3)?.parse::<LockMode>()?,
+        expires_at: from_millis(col(row, 4)?),
+    })
+}
+
+/// Reads a queued request from a row selected as `resource, ticket id,
+/// holder, mode, expires_at`.
+pub(crate) fn queued<R>(row: &R) -> Result<Queued>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Queued {
+        resource: ResourceName::new(col::<_, String>(row, 0)?)?,
+        ticket: col(row, 1)?,
+        holder: col(row, 2)?,
+        mode: col::<_, String>(row, 3)?.parse::<LockMode>()?,
+        expires_at: from_millis(col(row, 4)?),
+    })
+}
+
+/// The resources of a lock as stored (a JSON array, sorted).
+pub(crate) fn resources_json(resources: &[ResourceName]) -> Result<String> {
+    serde_json::to_string(resources).map_err(|e| StoreError::fatal(e.to_string()).into())
+}
+
+/// Shapes the status of a resource from its live locks.
+pub(crate) fn resource_status(
+    resource: &ResourceName,
+    locks: Vec<Lock>,
+    waiting: i64,
+    token: Option<i64>,
+) -> ResourceStatus {
+    let holders: Vec<ResourceHolder> = locks
+        .into_iter()
+        .map(|l| ResourceHolder {
+            lock: l.id,
+            holder: l.holder,
+            session: l.session,
+            mode: l.mode,
+            expires_at: l.expires_at,
+        })
+        .collect();
+    let mode = if holders.iter().any(|h| h.mode == LockMode::Exclusive) {
+        Some(LockMode::Exclusive)
+    } else if holders.is_empty() {
+        None
+    } else {
+        Some(LockMode::Shared)
+    };
+    ResourceStatus {
+        resource: resource.clone(),
+        locked: !holders.is_empty(),
+        mode,
+        holders,
+        waiting: u32::try_from(waiting.max(0)).unwrap_or(u32::MAX),
+        token: FencingToken(token.unwrap_or(0)),
+    }
 }
 
 fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {

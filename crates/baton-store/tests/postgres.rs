@@ -4,9 +4,25 @@
 use baton_testkit::TestStore;
 use baton_testkit::databases::{Server, TestDatabase};
 
+/// A fresh database, with lock times from the engine's (manual) clock, so
+/// that the cases control time as they do on SQLite.
 async fn fresh() -> Option<TestStore> {
+    open(false).await
+}
+
+/// A fresh database, with lock times from the database's clock, as
+/// `baton serve` runs it.
+async fn fresh_database_clock() -> Option<TestStore> {
+    open(true).await
+}
+
+async fn open(database_clock: bool) -> Option<TestStore> {
     let db = TestDatabase::create(Server::Postgres).await?;
-    let store = baton_store::open(db.url())
+    let settings = baton_store::StoreSettings {
+        database_clock,
+        ..baton_store::StoreSettings::default()
+    };
+    let store = baton_store::open_with(db.url(), &settings)
         .await
         .unwrap_or_else(|e| panic!("opening {}: {e}", db.url()));
     Some(TestStore::new(store, db))
@@ -14,6 +30,10 @@ async fn fresh() -> Option<TestStore> {
 
 mod postgres {
     baton_testkit::conformance_suite!(super::fresh);
+}
+
+mod postgres_database_clock {
+    baton_testkit::database_clock_suite!(super::fresh_database_clock);
 }
 
 /// A database migrated by a newer Baton (a migration this build does not

@@ -20,8 +20,9 @@ use std::time::Duration as StdDuration;
 use baton::{Engine, EngineSettings};
 use baton_core::{
     ClaimRequest, Claimed, Clock, CompleteRequest, EventKind, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, ItemState, Kind, ManualClock, NewItem, Principal, QueueConfig, QueueName,
-    Result, Role, Store, Timestamp,
+    ItemFilter, ItemId, ItemState, Kind, Lock, LockEvent, LockId, LockMode, LockRequest,
+    ManualClock, NewItem, Principal, QueueConfig, QueueName, ResourceName, ResourceStatus, Result,
+    Role, Store, Timestamp,
 };
 use chrono::{DateTime, Duration};
 use serde_json::json;
@@ -51,6 +52,16 @@ pub fn kind(name: &str) -> Kind {
     Kind::new(name).unwrap_or_else(|e| panic!("kind {name:?}: {e}"))
 }
 
+/// A resource name; panics if `name` is not a valid one (a bug in the
+/// case).
+pub fn res(name: &str) -> ResourceName {
+    ResourceName::new(name).unwrap_or_else(|e| panic!("resource name {name:?}: {e}"))
+}
+
+/// The TTL, in seconds, of every lock the harness takes (and of the
+/// [`LockRequest`]s [`Harness::lock_request`] builds).
+pub const LOCK_TTL: u32 = 60;
+
 /// A duration of `n` seconds.
 pub fn secs(n: i64) -> Duration {
     Duration::seconds(n)
@@ -70,6 +81,19 @@ pub struct Snapshot {
     pub item: Item,
     /// Every event of the item, oldest first.
     pub history: Vec<ItemEvent>,
+}
+
+/// The lock state of some resources with their whole histories: what
+/// "nothing changed" means when a case compares before and after a
+/// refused lock operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockSnapshot {
+    /// The resources' status.
+    pub status: Vec<ResourceStatus>,
+    /// Each resource's history.
+    pub histories: Vec<Vec<LockEvent>>,
+    /// The locks asked about, as stored.
+    pub locks: Vec<Result<Lock>>,
 }
 
 /// A fresh engine over a fresh store, a manual clock, and principals of
@@ -256,6 +280,83 @@ impl Harness {
             .set_queue_config(&self.supervisor, &name, &config)
             .await
             .unwrap_or_else(|e| panic!("setting {config:?} on {queue}: {e}"));
+    }
+
+    // ---- locks ----
+
+    /// A request by `who` for `names` in `mode`, TTL [`LOCK_TTL`], no
+    /// session, no hold limit, no idempotency key.
+    pub fn lock_request(&self, who: &Principal, names: &[&str], mode: LockMode) -> LockRequest {
+        LockRequest::new(
+            names.iter().map(|n| res(n)).collect(),
+            mode,
+            who.name.clone(),
+            None,
+            LOCK_TTL,
+            None,
+            None,
+        )
+        .expect("a valid lock request")
+    }
+
+    /// Acquires `req` as `who` without waiting; the engine's answer.
+    pub async fn try_lock(&self, who: &Principal, req: LockRequest) -> Result<Lock> {
+        self.engine
+            .acquire_lock(who, req, StdDuration::ZERO)
+            .await
+            .map(|(lock, _)| lock)
+    }
+
+    /// Locks `names` in `mode` as `who` without waiting (see
+    /// [`Harness::lock_request`]). Panics unless granted.
+    pub async fn lock(&self, who: &Principal, names: &[&str], mode: LockMode) -> Lock {
+        self.try_lock(who, self.lock_request(who, names, mode))
+            .await
+            .unwrap_or_else(|e| panic!("{} locking {names:?} {mode}: {e}", who.name))
+    }
+
+    /// The status of `names`, as the store answers. Panics if it cannot
+    /// be read.
+    pub async fn status(&self, names: &[&str]) -> Vec<ResourceStatus> {
+        let resources: Vec<ResourceName> = names.iter().map(|n| res(n)).collect();
+        self.store()
+            .lock_status(&resources, self.now())
+            .await
+            .unwrap_or_else(|e| panic!("status of {names:?}: {e}"))
+    }
+
+    /// A resource's history (up to 1000 events), oldest first.
+    pub async fn lock_history(&self, name: &str) -> Vec<LockEvent> {
+        self.store()
+            .resource_history(&res(name), 1000)
+            .await
+            .unwrap_or_else(|e| panic!("history of {name}: {e}"))
+    }
+
+    /// A lock as the store shows it now. Panics if it cannot be read.
+    pub async fn get_lock(&self, id: LockId) -> Lock {
+        self.store()
+            .lock(id, self.now())
+            .await
+            .unwrap_or_else(|e| panic!("reading lock {id}: {e}"))
+    }
+
+    /// The status and histories of `names` and the locks `ids`, for
+    /// comparing before and after.
+    pub async fn lock_snapshot(&self, names: &[&str], ids: &[LockId]) -> LockSnapshot {
+        let mut histories = Vec::new();
+        for n in names {
+            histories.push(self.lock_history(n).await);
+        }
+        let mut locks = Vec::new();
+        for id in ids {
+            locks.push(self.store().lock(*id, self.now()).await);
+        }
+        LockSnapshot {
+            status: self.status(names).await,
+            histories,
+            locks,
+        }
     }
 
     // ---- reading ----

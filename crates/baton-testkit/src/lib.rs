@@ -5,8 +5,12 @@
 //! operation means; the tests here hold every backend to it. The tests are
 //! plain `pub async fn`s, one area per module ([`queue_ops`], [`lease_ops`],
 //! [`refusals`], [`expiry`], [`supervision`], [`identity`], [`long_poll`],
-//! [`concurrency`], [`model`], [`records`]). Each takes a [`TestStore`] — a fresh, empty,
-//! isolated store — and drives it through [`baton::Engine`] with a
+//! [`concurrency`], [`model`] for work queues; [`lock_ops`],
+//! [`lock_waiting`], [`lock_concurrency`], [`lock_model`] for the lock
+//! manager; [`records`] for versioned records; [`database_clock`] for
+//! stores that keep lock time by the database's clock, stamped
+//! separately by [`database_clock_suite!`]). Each takes a [`TestStore`] —
+//! a fresh, empty, isolated store — and drives it through [`baton::Engine`] with a
 //! [`ManualClock`](baton_core::ManualClock) (see [`harness`]), or through the
 //! `Store` trait directly where that is the clearer specification.
 //!
@@ -71,11 +75,16 @@ macro_rules! assert_err {
 }
 
 pub mod concurrency;
+pub mod database_clock;
 pub mod databases;
 pub mod expiry;
 pub mod harness;
 pub mod identity;
 pub mod lease_ops;
+pub mod lock_concurrency;
+pub mod lock_model;
+pub mod lock_ops;
+pub mod lock_waiting;
 pub mod long_poll;
 pub mod model;
 pub mod queue_ops;
@@ -234,6 +243,57 @@ macro_rules! __with_cases {
             records::concurrent_increments_never_lose_an_update,
             records::concurrent_creates_make_one_record,
             records::concurrent_disjoint_patches_all_merge,
+            lock_ops::shared_locks_share_and_exclusive_excludes,
+            lock_ops::acquire_is_all_or_nothing,
+            lock_ops::fencing_tokens_strictly_increase_with_every_grant,
+            lock_ops::lock_expires_at_its_ttl_without_heartbeat,
+            lock_ops::sweep_records_each_expiry_once,
+            lock_ops::heartbeat_extends_the_expiry,
+            lock_ops::max_hold_is_never_extended,
+            lock_ops::release_frees_and_the_lock_says_how_it_ended,
+            lock_ops::only_the_holder_acts_with_a_lock,
+            lock_ops::forced_release_needs_a_supervisor_and_a_reason_and_bumps_the_token,
+            lock_ops::session_logout_releases_only_that_session,
+            lock_ops::upgrade_needs_the_only_sharer_and_downgrade_shares,
+            lock_ops::idempotent_acquire_returns_the_same_lock,
+            lock_ops::locks_are_listed_by_resource_holder_and_session,
+            lock_ops::status_answers_each_resource_in_order,
+            lock_ops::resource_history_records_every_event,
+            lock_ops::ended_locks_are_forgotten_after_the_retention,
+            lock_ops::unknown_locks_and_roles,
+            lock_waiting::waiting_request_is_granted_when_the_holder_releases,
+            lock_waiting::waiting_request_times_out_with_the_conflicts,
+            lock_waiting::waiting_exclusive_is_not_starved_by_shared_requests,
+            lock_waiting::waiting_request_is_woken_by_a_recorded_expiry,
+            lock_waiting::waiting_request_is_woken_by_a_downgrade,
+            lock_waiting::abandoned_request_leaves_the_queue,
+            lock_waiting::waiting_request_takes_all_its_resources_at_once,
+            lock_concurrency::many_lockers_never_overlap,
+            lock_concurrency::concurrent_retries_with_one_key_get_one_lock,
+            lock_model::random_lock_operations_agree_with_the_model,
+        }
+    };
+}
+
+/// Stamps out the cases of stores that take lock times from the
+/// database's clock ([`database_clock`]), in the calling module, with
+/// stores from `$factory` opened with that setting. For PostgreSQL and
+/// MySQL; SQLite's clock is the engine's.
+#[macro_export]
+macro_rules! database_clock_suite {
+    ($factory:path) => {
+        $crate::__with_database_clock_cases!(__stamp_tests($factory));
+    };
+}
+
+/// The list of database-clock cases. Not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_database_clock_cases {
+    ($callback:ident ($($args:tt)*)) => {
+        $crate::$callback! { ($($args)*)
+            database_clock::lock_times_come_from_the_database_clock,
+            database_clock::a_lock_expires_by_the_database_clock,
         }
     };
 }
@@ -279,6 +339,11 @@ macro_rules! __case_names {
 
 __with_cases!(__case_names());
 
+/// Every database-clock case, as `module::case`.
+pub mod database_clock_cases {
+    __with_database_clock_cases!(__case_names());
+}
+
 /// Support for the macros. Not public API.
 #[doc(hidden)]
 pub mod __private {
@@ -315,6 +380,11 @@ mod tests {
             ("concurrency", include_str!("concurrency.rs")),
             ("model", include_str!("model.rs")),
             ("records", include_str!("records.rs")),
+            ("lock_ops", include_str!("lock_ops.rs")),
+            ("lock_waiting", include_str!("lock_waiting.rs")),
+            ("lock_concurrency", include_str!("lock_concurrency.rs")),
+            ("lock_model", include_str!("lock_model.rs")),
+            ("database_clock", include_str!("database_clock.rs")),
         ];
         let mut defined: Vec<String> = Vec::new();
         for (module, src) in sources {
@@ -325,7 +395,11 @@ mod tests {
                 }
             }
         }
-        let mut registered: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
+        let mut registered: Vec<String> = CASES
+            .iter()
+            .chain(super::database_clock_cases::CASES)
+            .map(|s| s.to_string())
+            .collect();
         defined.sort();
         registered.sort();
         assert_eq!(defined, registered);

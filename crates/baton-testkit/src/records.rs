@@ -35,7 +35,7 @@ pub fn at(v: i64) -> Precondition {
 
 /// Writes `op` on `clients/bob`-like addresses as `who`: the engine's
 /// answer.
-pub async fn write(
+async fn write(
     engine: &Engine,
     who: &Principal,
     collection: &str,

@@ -7,9 +7,9 @@ use std::time::Duration as StdDuration;
 
 use baton_core::{
     Action, ClaimRequest, Claimed, Clock, CompleteRequest, Error, FencingToken, Item, ItemEvent,
-    ItemFilter, ItemId, ItemState, NewItem, Principal, QueueConfig, QueueName, QueueStats, Result,
-    Role, Store, SweepReport, SystemClock, Timestamp, Wakeups, delay_duration, identity,
-    lease_duration, limits,
+    ItemFilter, ItemId, ItemState, NewItem, Principal, QueueConfig, QueueName, QueueStats,
+    ResourceName, Result, Role, Store, SweepReport, SystemClock, Timestamp, Wakeups,
+    delay_duration, identity, lease_duration, limits,
 };
 use chrono::Duration;
 use metrics::counter;
@@ -20,17 +20,24 @@ mod records;
 
 use crate::auth_cache::AuthCache;
 use crate::identity::{generate_token, hash_token};
+use crate::lock_waiters::LockWaiters;
 use crate::waiters::Waiters;
+
+mod locks;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// How often the sweeper expires leases and promotes scheduled items.
     pub sweep_interval: StdDuration,
-    /// How long a claim's idempotency key is remembered.
+    /// How long a claim's or an acquisition's idempotency key is
+    /// remembered.
     pub idempotency_retention: Duration,
     /// How long a refused record write is kept for its author.
     pub conflict_retention: Duration,
+    /// How long an ended lock is kept, so its holder can learn how and why
+    /// it ended (`GET /v1/locks/{id}`).
+    pub lock_retention: Duration,
 }
 
 impl Default for EngineSettings {
@@ -41,6 +48,7 @@ impl Default for EngineSettings {
             conflict_retention: Duration::seconds(
                 baton_core::record_limits::CONFLICT_RETENTION_SECONDS,
             ),
+            lock_retention: Duration::days(7),
         }
     }
 }
@@ -49,6 +57,7 @@ struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     waiters: Waiters,
+    lock_waiters: LockWaiters,
     settings: EngineSettings,
     auth_cache: AuthCache,
 }
@@ -67,6 +76,7 @@ impl Engine {
                 store,
                 clock,
                 waiters: Waiters::default(),
+                lock_waiters: LockWaiters::default(),
                 settings,
                 auth_cache: AuthCache::default(),
             }),
@@ -343,11 +353,12 @@ impl Engine {
         Ok(report)
     }
 
-    /// Runs [`Engine::sweep`] every `sweep_interval` until `shutdown`, and
-    /// keeps waiting claimers informed of work committed by other processes
-    /// sharing the database (see [`Wakeups`]): by the store's notifications
-    /// where it has them, otherwise by re-checking queues that have waiting
-    /// claimers.
+    /// Runs [`Engine::sweep`] and [`Engine::sweep_locks`] every
+    /// `sweep_interval` until `shutdown`, and keeps waiting claimers and
+    /// lock requests informed of what other processes sharing the database
+    /// commit (see [`Wakeups`]): by the store's notifications where it has
+    /// them, otherwise by re-checking queues that have waiting claimers and
+    /// the versions of resources that have waiting requests.
     ///
     /// Several processes may sweep the same database at once: every store
     /// sweeps idempotently, skipping rows another sweeper holds.
@@ -365,6 +376,16 @@ impl Engine {
                         None => waiters.wake_all(),
                     }))
                     .await?;
+                let lock_waiters = self.inner.lock_waiters.clone();
+                self.inner
+                    .store
+                    .listen_locks(Arc::new(
+                        move |resource: Option<&ResourceName>| match resource {
+                            Some(r) => lock_waiters.wake(r),
+                            None => lock_waiters.wake_all(),
+                        },
+                    ))
+                    .await?;
             }
             Wakeups::Poll(every) => {
                 let engine = self.clone();
@@ -375,7 +396,10 @@ impl Engine {
                     loop {
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
-                            _ = tick.tick() => engine.poll_for_work().await,
+                            _ = tick.tick() => {
+                                engine.poll_for_work().await;
+                                engine.poll_for_free_resources().await;
+                            }
                         }
                     }
                 });
@@ -391,6 +415,9 @@ impl Engine {
                     _ = tick.tick() => {
                         if let Err(e) = engine.sweep().await {
                             tracing::warn!(error = %e, "sweep failed; will retry");
+                        }
+                        if let Err(e) = engine.sweep_locks().await {
+                            tracing::warn!(error = %e, "lock sweep failed; will retry");
                         }
                     }
                 }

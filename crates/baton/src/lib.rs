@@ -10,13 +10,14 @@
 //! ```
 //!
 //! The engine owns what is not storage and not HTTP: who may do what
-//! (roles), the clock, long-poll waiting for work, and the background
-//! sweeper. The rules themselves are in [`baton_core::rules`]; the storage
+//! (roles), the clock, long-poll waiting for work and for locks, and the
+//! background sweeper. The rules themselves are in [`baton_core::rules`]; the storage
 //! in `baton-store`.
 
 mod auth_cache;
 pub mod engine;
 pub mod identity;
+mod lock_waiters;
 mod waiters;
 
 pub use baton_core::*;

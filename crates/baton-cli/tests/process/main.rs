@@ -7,6 +7,7 @@ mod bench;
 mod durability;
 mod expiry;
 mod harness;
+mod lock_race;
 mod race;
 mod record_race;
 mod restart;

@@ -4,6 +4,7 @@
 //! document and the router come from the same annotations.
 
 pub(crate) mod items;
+pub(crate) mod locks;
 pub(crate) mod ops;
 pub(crate) mod principals;
 pub(crate) mod queues;
@@ -19,6 +20,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(queues::router())
         .merge(items::router())
         .merge(records::router())
+        .merge(locks::router())
         .merge(principals::router())
         .merge(ops::router())
 }

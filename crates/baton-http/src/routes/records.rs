@@ -18,8 +18,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton::{
     CollectionConfig, CollectionName, ConflictId, ConflictObject, ConflictPolicy, Error,
-    HistoryFilter, LockPolicy, Record, RecordFilter, RecordKey, RecordLockId, RecordVersion,
-    RecordWrite, StaleWrite, Version, WriteKind, WriteOp, Written,
+    HistoryFilter, LockId, LockPolicy, Record, RecordFilter, RecordKey, RecordVersion, RecordWrite,
+    StaleWrite, Version, WriteKind, WriteOp, Written,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -55,13 +55,13 @@ fn names(raw: (String, String)) -> Result<(CollectionName, RecordKey), ApiError>
 }
 
 /// The `Baton-Lock` header: the id of a lock of the lock manager.
-fn lock_header(headers: &HeaderMap) -> Result<Option<RecordLockId>, ApiError> {
+fn lock_header(headers: &HeaderMap) -> Result<Option<LockId>, ApiError> {
     headers
         .get(LOCK_HEADER)
         .map(|v| {
             v.to_str()
                 .ok()
-                .and_then(|s| s.trim().parse::<RecordLockId>().ok())
+                .and_then(|s| s.trim().parse::<LockId>().ok())
                 .filter(|id| *id > 0)
                 .ok_or_else(|| {
                     ApiError::malformed("Baton-Lock must be the id of a lock you hold, e.g. 17")

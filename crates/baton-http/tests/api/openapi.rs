@@ -37,6 +37,16 @@ const ROUTES: &[(&str, &str)] = &[
         "/v1/collections/{collection}/records/{key}/versions/{version}",
     ),
     ("GET", "/v1/conflicts/{id}"),
+    ("POST", "/v1/locks"),
+    ("GET", "/v1/locks"),
+    ("GET", "/v1/locks/{id}"),
+    ("DELETE", "/v1/locks/{id}"),
+    ("POST", "/v1/locks/status"),
+    ("POST", "/v1/locks/{id}/heartbeat"),
+    ("POST", "/v1/locks/{id}/upgrade"),
+    ("POST", "/v1/locks/{id}/downgrade"),
+    ("DELETE", "/v1/sessions/{session}/locks"),
+    ("GET", "/v1/resources/{resource}/history"),
     ("GET", "/v1/me"),
     ("GET", "/v1/principals"),
     ("POST", "/v1/principals"),
@@ -56,6 +66,8 @@ fn concrete(template: &str) -> String {
         .replace("{collection}", "drift")
         .replace("{key}", "k")
         .replace("{version}", "1")
+        .replace("{session}", "tab-1")
+        .replace("{resource}", "customer%2F42")
 }
 
 /// Whether the router has a handler for this method and path: anything but
@@ -152,6 +164,10 @@ async fn every_operation_documents_security_and_problems() {
         "CollectionConfig",
         "FieldConflict",
         "ChangeSince",
+        "Lock",
+        "LockEvent",
+        "ResourceStatus",
+        "Conflict",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),

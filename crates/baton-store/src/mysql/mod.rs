@@ -9,6 +9,7 @@
 //! claimers waiting in other processes learn of new work by the engine's
 //! polling ([`Wakeups::Poll`]).
 
+mod locks;
 mod queue;
 mod records;
 
@@ -17,11 +18,12 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use baton_core::clock::to_millis;
 use baton_core::{
-    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConfigChange,
-    ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter,
-    ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter,
-    RecordHead, RecordKey, RecordVersion, RecordWrite, Result, Role, Store, StoreError,
-    SweepReport, Timestamp, Version, Wakeups, Written, rules,
+    Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
+    ConfigChange, ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent,
+    ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem,
+    Principal, QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead,
+    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Store,
+    StoreError, SweepReport, TicketId, Timestamp, Version, Wakeups, Written, rules,
 };
 use chrono::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
@@ -56,6 +58,9 @@ pub(crate) fn db(e: sqlx::Error) -> Error {
 /// The MySQL/MariaDB implementation of [`Store`].
 pub struct MySqlStore {
     pool: MySqlPool,
+    /// Lock times from the database's clock (see
+    /// [`StoreSettings::database_clock`]).
+    database_clock: bool,
 }
 
 impl MySqlStore {
@@ -115,7 +120,10 @@ impl MySqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::fatal(format!("migrating MySQL: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            database_clock: settings.database_clock,
+        })
     }
 
     /// The number of schema migrations this build knows.
@@ -125,6 +133,15 @@ impl MySqlStore {
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::MySql>> {
         self.pool.acquire().await.map_err(db)
+    }
+
+    /// Where a lock operation's "now" comes from.
+    fn now(&self, given: Timestamp) -> locks::Now {
+        if self.database_clock {
+            locks::Now::Database
+        } else {
+            locks::Now::Given(given)
+        }
     }
 
     async fn mutate(
@@ -254,6 +271,139 @@ impl Store for MySqlStore {
 
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
         in_tx!(self.pool, db, |c| queue::sweep(c, now, key_retention).await)
+    }
+
+    async fn acquire_lock(
+        &self,
+        req: LockRequest,
+        queueing: Queueing,
+        now: Timestamp,
+    ) -> Result<Acquisition> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::acquire(c, &req, queueing, t)
+            .await)
+    }
+
+    async fn withdraw_lock_ticket(
+        &self,
+        ticket: TicketId,
+        _now: Timestamp,
+    ) -> Result<Option<Vec<ResourceName>>> {
+        in_tx!(self.pool, db, |c| locks::withdraw(c, ticket).await)
+    }
+
+    async fn heartbeat_lock(
+        &self,
+        id: LockId,
+        caller: &str,
+        ttl_seconds: u32,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::heartbeat(
+            c,
+            id,
+            caller,
+            ttl_seconds,
+            t
+        )
+        .await)
+    }
+
+    async fn release_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::release(c, id, caller, t).await)
+    }
+
+    async fn force_release_lock(
+        &self,
+        id: LockId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::force(c, id, actor, reason, t)
+            .await)
+    }
+
+    async fn release_session_locks(
+        &self,
+        holder: &str,
+        session: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Lock>> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::release_session(
+            c, holder, session, t
+        )
+        .await)
+    }
+
+    async fn upgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::upgrade(c, id, caller, t).await)
+    }
+
+    async fn downgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::downgrade(c, id, caller, t).await)
+    }
+
+    async fn lock(&self, id: LockId, now: Timestamp) -> Result<Lock> {
+        locks::get(&mut *self.conn().await?, id, self.now(now)).await
+    }
+
+    async fn list_locks(&self, filter: &LockFilter, now: Timestamp) -> Result<Vec<Lock>> {
+        locks::list(&mut *self.conn().await?, filter, self.now(now)).await
+    }
+
+    async fn lock_status(
+        &self,
+        resources: &[ResourceName],
+        now: Timestamp,
+    ) -> Result<Vec<ResourceStatus>> {
+        let mut conn = self.conn().await?;
+        // Applies to the next transaction of this session only.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut tx = conn
+            .begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(db)?;
+        let status = locks::status(&mut tx, resources, self.now(now)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(status)
+    }
+
+    async fn resource_history(
+        &self,
+        resource: &ResourceName,
+        limit: u32,
+    ) -> Result<Vec<LockEvent>> {
+        locks::history(&mut *self.conn().await?, resource, limit).await
+    }
+
+    async fn sweep_locks(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+        key_retention: Duration,
+    ) -> Result<LockSweepReport> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::sweep(
+            c,
+            t,
+            retention,
+            key_retention
+        )
+        .await)
+    }
+
+    async fn lock_versions(&self, resources: &[ResourceName]) -> Result<Vec<i64>> {
+        locks::versions(&mut *self.conn().await?, resources).await
     }
 
     async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig> {

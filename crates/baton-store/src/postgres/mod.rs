@@ -13,6 +13,7 @@
 //! error (HTTP 503 with `Retry-After`) after the pool's acquire timeout;
 //! the pool reconnects by itself once the database is back.
 
+mod locks;
 mod queue;
 mod records;
 
@@ -21,11 +22,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_core::clock::to_millis;
 use baton_core::{
-    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConfigChange,
-    ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter,
-    ItemId, NewItem, Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter,
-    RecordHead, RecordKey, RecordVersion, RecordWrite, Result, Role, Store, StoreError,
-    SweepReport, Timestamp, Version, Wakeups, WorkCallback, Written, rules,
+    Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
+    ConfigChange, ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent,
+    ItemFilter, ItemId, Lock, LockCallback, LockEvent, LockFilter, LockId, LockRequest,
+    LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing, Record,
+    RecordFilter, RecordHead, RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus,
+    Result, Role, Store, StoreError, SweepReport, TicketId, Timestamp, Version, Wakeups,
+    WorkCallback, Written, rules,
 };
 use chrono::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
@@ -54,6 +57,10 @@ pub(crate) fn db(e: sqlx::Error) -> Error {
 pub struct PgStore {
     pool: PgPool,
     listener: Mutex<Option<JoinHandle<()>>>,
+    lock_listener: Mutex<Option<JoinHandle<()>>>,
+    /// Lock times from the database's clock (see
+    /// [`StoreSettings::database_clock`]).
+    database_clock: bool,
 }
 
 impl PgStore {
@@ -96,6 +103,8 @@ impl PgStore {
         Ok(Self {
             pool,
             listener: Mutex::new(None),
+            lock_listener: Mutex::new(None),
+            database_clock: settings.database_clock,
         })
     }
 
@@ -106,6 +115,15 @@ impl PgStore {
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
         self.pool.acquire().await.map_err(db)
+    }
+
+    /// Where a lock operation's "now" comes from.
+    fn now(&self, given: Timestamp) -> locks::Now {
+        if self.database_clock {
+            locks::Now::Database
+        } else {
+            locks::Now::Given(given)
+        }
     }
 
     async fn mutate(
@@ -120,13 +138,30 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            task.abort();
+        for listener in [&self.listener, &self.lock_listener] {
+            if let Some(task) = listener.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+async fn lock_listen_loop(mut listener: PgListener, on_free: LockCallback) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => match ResourceName::new(n.payload()) {
+                Ok(r) => on_free(Some(&r)),
+                Err(_) => on_free(None),
+            },
+            Ok(None) => {
+                tracing::warn!("lost the PostgreSQL lock notification connection; reconnecting");
+                on_free(None);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PostgreSQL lock notifications unavailable; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                on_free(None);
+            }
         }
     }
 }
@@ -280,6 +315,149 @@ impl Store for PgStore {
 
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
         in_tx!(self.pool, db, |c| queue::sweep(c, now, key_retention).await)
+    }
+
+    async fn listen_locks(&self, on_free: LockCallback) -> Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(locks::CHANNEL).await.map_err(db)?;
+        let task = tokio::spawn(lock_listen_loop(listener, on_free));
+        if let Some(old) = self
+            .lock_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    async fn acquire_lock(
+        &self,
+        req: LockRequest,
+        queueing: Queueing,
+        now: Timestamp,
+    ) -> Result<Acquisition> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::acquire(c, &req, queueing, t)
+            .await)
+    }
+
+    async fn withdraw_lock_ticket(
+        &self,
+        ticket: TicketId,
+        _now: Timestamp,
+    ) -> Result<Option<Vec<ResourceName>>> {
+        in_tx!(self.pool, db, |c| locks::withdraw(c, ticket).await)
+    }
+
+    async fn heartbeat_lock(
+        &self,
+        id: LockId,
+        caller: &str,
+        ttl_seconds: u32,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::heartbeat(
+            c,
+            id,
+            caller,
+            ttl_seconds,
+            t
+        )
+        .await)
+    }
+
+    async fn release_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::release(c, id, caller, t).await)
+    }
+
+    async fn force_release_lock(
+        &self,
+        id: LockId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::force(c, id, actor, reason, t)
+            .await)
+    }
+
+    async fn release_session_locks(
+        &self,
+        holder: &str,
+        session: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Lock>> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::release_session(
+            c, holder, session, t
+        )
+        .await)
+    }
+
+    async fn upgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::upgrade(c, id, caller, t).await)
+    }
+
+    async fn downgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::downgrade(c, id, caller, t).await)
+    }
+
+    async fn lock(&self, id: LockId, now: Timestamp) -> Result<Lock> {
+        locks::get(&mut *self.conn().await?, id, self.now(now)).await
+    }
+
+    async fn list_locks(&self, filter: &LockFilter, now: Timestamp) -> Result<Vec<Lock>> {
+        locks::list(&mut *self.conn().await?, filter, self.now(now)).await
+    }
+
+    async fn lock_status(
+        &self,
+        resources: &[ResourceName],
+        now: Timestamp,
+    ) -> Result<Vec<ResourceStatus>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db)?;
+        let status = locks::status(&mut tx, resources, self.now(now)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(status)
+    }
+
+    async fn resource_history(
+        &self,
+        resource: &ResourceName,
+        limit: u32,
+    ) -> Result<Vec<LockEvent>> {
+        locks::history(&mut *self.conn().await?, resource, limit).await
+    }
+
+    async fn sweep_locks(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+        key_retention: Duration,
+    ) -> Result<LockSweepReport> {
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| locks::sweep(
+            c,
+            t,
+            retention,
+            key_retention
+        )
+        .await)
+    }
+
+    async fn lock_versions(&self, resources: &[ResourceName]) -> Result<Vec<i64>> {
+        locks::versions(&mut *self.conn().await?, resources).await
     }
 
     async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig> {

@@ -16,6 +16,7 @@
 
 mod actor;
 mod identity;
+mod locks;
 mod queue;
 mod records;
 mod rows;
@@ -24,11 +25,12 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use baton_core::{
-    ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest, ConfigChange,
-    ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId,
-    NewItem, Principal, QueueConfig, QueueName, QueueStats, Record, RecordFilter, RecordHead,
-    RecordKey, RecordVersion, RecordWrite, Result, Role, Store, StoreError, SweepReport, Timestamp,
-    Version, Written,
+    Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
+    ConfigChange, ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent,
+    ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem,
+    Principal, QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead,
+    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Store,
+    StoreError, SweepReport, TicketId, Timestamp, Version, Written,
 };
 use chrono::Duration;
 use rusqlite::Connection;
@@ -40,6 +42,7 @@ use actor::{Readers, Writer};
 /// records how many ran. Never edit one that has shipped: add another.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0001_queues.sql")),
+    M::up(include_str!("../../migrations/sqlite/0002_locks.sql")),
     M::up(include_str!("../../migrations/sqlite/0003_records.sql")),
 ];
 
@@ -248,6 +251,135 @@ impl Store for SqliteStore {
     async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
         self.writer
             .write(move |c| queue::sweep(c, now, key_retention))
+            .await
+    }
+
+    async fn acquire_lock(
+        &self,
+        req: LockRequest,
+        queueing: Queueing,
+        now: Timestamp,
+    ) -> Result<Acquisition> {
+        self.writer
+            .write(move |c| locks::acquire(c, &req, queueing, now))
+            .await
+    }
+
+    async fn withdraw_lock_ticket(
+        &self,
+        ticket: TicketId,
+        _now: Timestamp,
+    ) -> Result<Option<Vec<ResourceName>>> {
+        self.writer.write(move |c| locks::withdraw(c, ticket)).await
+    }
+
+    async fn heartbeat_lock(
+        &self,
+        id: LockId,
+        caller: &str,
+        ttl_seconds: u32,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let caller = caller.to_owned();
+        self.writer
+            .write(move |c| locks::heartbeat(c, id, &caller, ttl_seconds, now))
+            .await
+    }
+
+    async fn release_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let caller = caller.to_owned();
+        self.writer
+            .write(move |c| locks::release(c, id, &caller, now))
+            .await
+    }
+
+    async fn force_release_lock(
+        &self,
+        id: LockId,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Lock> {
+        let (actor, reason) = (actor.to_owned(), reason.to_owned());
+        self.writer
+            .write(move |c| locks::force(c, id, &actor, &reason, now))
+            .await
+    }
+
+    async fn release_session_locks(
+        &self,
+        holder: &str,
+        session: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Lock>> {
+        let (holder, session) = (holder.to_owned(), session.to_owned());
+        self.writer
+            .write(move |c| locks::release_session(c, &holder, &session, now))
+            .await
+    }
+
+    async fn upgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let caller = caller.to_owned();
+        self.writer
+            .write(move |c| locks::upgrade(c, id, &caller, now))
+            .await
+    }
+
+    async fn downgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
+        let caller = caller.to_owned();
+        self.writer
+            .write(move |c| locks::downgrade(c, id, &caller, now))
+            .await
+    }
+
+    async fn lock(&self, id: LockId, now: Timestamp) -> Result<Lock> {
+        self.readers.read(move |c| locks::get(c, id, now)).await
+    }
+
+    async fn list_locks(&self, filter: &LockFilter, now: Timestamp) -> Result<Vec<Lock>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |c| locks::list(c, &filter, now))
+            .await
+    }
+
+    async fn lock_status(
+        &self,
+        resources: &[ResourceName],
+        now: Timestamp,
+    ) -> Result<Vec<ResourceStatus>> {
+        let resources = resources.to_vec();
+        self.readers
+            .read(move |c| locks::status(c, &resources, now))
+            .await
+    }
+
+    async fn resource_history(
+        &self,
+        resource: &ResourceName,
+        limit: u32,
+    ) -> Result<Vec<LockEvent>> {
+        let resource = resource.clone();
+        self.readers
+            .read(move |c| locks::history(c, &resource, limit))
+            .await
+    }
+
+    async fn sweep_locks(
+        &self,
+        now: Timestamp,
+        retention: Duration,
+        key_retention: Duration,
+    ) -> Result<LockSweepReport> {
+        self.writer
+            .write(move |c| locks::sweep(c, now, retention, key_retention))
+            .await
+    }
+
+    async fn lock_versions(&self, resources: &[ResourceName]) -> Result<Vec<i64>> {
+        let resources = resources.to_vec();
+        self.readers
+            .read(move |c| locks::versions(c, &resources))
             .await
     }
 
