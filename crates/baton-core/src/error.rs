@@ -5,8 +5,8 @@
 //! HTTP layer; the core itself knows nothing of HTTP.
 
 use crate::{
-    Conflict, FencingToken, ItemId, ItemState, LockEnd, LockId, MergeConflicts, StaleWrite,
-    Timestamp,
+    Conflict, FencingToken, ItemId, ItemState, LockEnd, LockId, LockRequired, MergeConflicts,
+    StaleWrite, Timestamp,
 };
 
 /// Result with Baton's [`Error`].
@@ -83,6 +83,10 @@ pub enum Error {
     /// The collection requires a write to name the version it is based on.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// The collection's lock policy requires a live exclusive lock of the
+    /// caller on the record, named with the access, and it was not.
+    #[error("{}", .0.describe())]
+    LockRequired(Box<LockRequired>),
     /// The resources are locked in a conflicting mode, or conflicting
     /// requests are queued ahead (the lock was not granted; nothing
     /// changed).

@@ -24,10 +24,93 @@ use serde_json::{Value, json};
 
 use crate::merge::{self, Change};
 use crate::{
-    ChangeSince, CollectionConfig, ConflictPolicy, Error, FieldConflict, MergeConflicts,
-    MergedFrom, Precondition, Record, RecordHead, RecordVersion, RecordWrite, Result, StaleWrite,
-    Timestamp, Version, WriteKind, WriteOp, check_data,
+    ChangeSince, CollectionConfig, Conflict, ConflictPolicy, Error, FieldConflict, Lock, LockId,
+    LockMode, LockPolicy, LockRequired, MergeConflicts, MergedFrom, Precondition, Record,
+    RecordHead, RecordVersion, RecordWrite, ResourceStatus, Result, StaleWrite, Timestamp, Version,
+    WriteKind, WriteOp, check_data, lock_rules,
 };
+
+/// Whether an access needs a lock under `policy`: writes under `write`
+/// and `read_write`, reads under `read_write`.
+pub fn lock_needed(policy: LockPolicy, write: bool) -> bool {
+    match policy {
+        LockPolicy::None => false,
+        LockPolicy::Write => write,
+        LockPolicy::ReadWrite => true,
+    }
+}
+
+/// Checks the lock an access to `resource` names, where the policy needs
+/// one ([`lock_needed`]): `named` is the lock as the lock manager has it
+/// (`None` when there is no such lock), `status` the resource's state,
+/// both read in the access's transaction at `now`. The lock must exist,
+/// carry the newest fencing token granted on the resource (an older one
+/// means the lock expired or was forced and the resource granted again),
+/// be live, be the caller's, cover the resource, and be exclusive.
+pub fn check_lock(
+    resource: &str,
+    caller: &str,
+    id: Option<LockId>,
+    named: Option<&Lock>,
+    status: &ResourceStatus,
+    now: Timestamp,
+) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(Error::LockRequired(Box::new(LockRequired {
+            resource: resource.to_owned(),
+            lock: id,
+            reason,
+            holders: status
+                .holders
+                .iter()
+                .map(|h| Conflict {
+                    resource: status.resource.clone(),
+                    holder: h.holder.clone(),
+                    mode: h.mode,
+                    expires_at: h.expires_at,
+                    waiting: false,
+                    lock: Some(h.lock),
+                })
+                .collect(),
+            presented: named.map(|l| l.token),
+            current: status.token,
+        })))
+    };
+    let Some(id) = id else {
+        return refuse(
+            "this collection's lock policy requires an exclusive lock on the record: acquire one              (POST /v1/locks) and name it in the Baton-Lock header"
+                .to_owned(),
+        );
+    };
+    let Some(lock) = named else {
+        return refuse(format!("lock {id} does not exist (or was forgotten)"));
+    };
+    if lock.token < status.token {
+        return refuse(format!(
+            "lock {id} has fencing token {}, older than the newest granted on the resource ({}):              the lock ended and the resource was locked again since",
+            lock.token, status.token
+        ));
+    }
+    match lock_rules::check_holder(lock, caller, now) {
+        Err(Error::LockEnded { end, .. }) => {
+            return refuse(format!("lock {id} has ended: {}", end.describe()));
+        }
+        Err(Error::NotLockHolder { holder, .. }) => {
+            return refuse(format!("lock {id} is held by {holder}, not by you"));
+        }
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    if !lock.resources.iter().any(|r| r.as_str() == resource) {
+        return refuse(format!("lock {id} does not cover {resource}"));
+    }
+    if lock.mode != LockMode::Exclusive {
+        return refuse(format!(
+            "lock {id} is shared; this access needs an exclusive lock"
+        ));
+    }
+    Ok(())
+}
 
 /// A write ready to be saved: the key's new head and the version to append.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::merge::{Change, present};
-use crate::{CollectionName, Error, LockId, RecordKey, Result};
+use crate::{CollectionName, Conflict, Error, FencingToken, LockId, RecordKey, Result};
 
 /// Identifier of a conflict object (a refused write, kept).
 pub type ConflictId = i64;
@@ -573,6 +573,43 @@ impl MergeConflicts {
             self.current.version,
             fields.join(", ")
         )
+    }
+}
+
+/// Why an access to a record was refused under its collection's lock
+/// policy (423): no lock named, or the lock named is not a live exclusive
+/// lock of the caller covering the record, or its fencing token is older
+/// than the newest granted on the record's resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockRequired {
+    /// The resource, `{collection}/{key}`.
+    pub resource: String,
+    /// The lock the caller named, if any.
+    pub lock: Option<LockId>,
+    /// What is wrong, for people.
+    pub reason: String,
+    /// Who holds the resource now (live locks), if anyone.
+    pub holders: Vec<Conflict>,
+    /// The named lock's fencing token.
+    pub presented: Option<FencingToken>,
+    /// The newest fencing token granted on the resource.
+    pub current: FencingToken,
+}
+
+impl LockRequired {
+    /// A sentence for messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{}: {}", self.resource, self.reason);
+        for h in &self.holders {
+            s.push_str(&format!(
+                "; locked {} by {} (lock {}) until {}",
+                h.mode,
+                h.holder,
+                h.lock.map_or_else(|| "?".to_owned(), |l| l.to_string()),
+                h.expires_at.to_rfc3339()
+            ));
+        }
+        s
     }
 }
 

@@ -50,11 +50,13 @@ pub struct Problem {
     /// concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<ItemId>,
-    /// `stale-token`: the fencing token the caller presented.
+    /// `stale-token`: the fencing token the caller presented;
+    /// `lock-required`: the named lock's.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
     pub presented: Option<FencingToken>,
-    /// `stale-token`: the item's current fencing token.
+    /// `stale-token`: the item's current fencing token; `lock-required`:
+    /// the newest granted on the record's resource.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
     pub current: Option<FencingToken>,
@@ -86,11 +88,13 @@ pub struct Problem {
     /// See `conflict_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_url: Option<String>,
-    /// `lock-ended`, `not-holder` (of a lock): the lock concerned.
+    /// `lock-ended`, `not-holder` (of a lock), `lock-required`: the lock
+    /// concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<LockId>,
     /// `locked`: each resource in the way, with its holder (or the request
-    /// queued ahead), mode and expiry. `merge-conflict`: each member you
+    /// queued ahead), mode and expiry; `lock-required`: who holds the
+    /// record's resource now. `merge-conflict`: each member you
     /// and someone else changed differently: base, yours, theirs, and who
     /// made theirs when.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +145,9 @@ pub enum ProblemKind {
     PreconditionFailed,
     /// 428: the write must say which version it is based on.
     PreconditionRequired,
+    /// 423: the collection's lock policy requires the caller's exclusive
+    /// lock on the record, named in `Baton-Lock`.
+    LockRequired,
     /// 410: the lock has ended (released, expired or forced).
     LockEnded,
     /// 413: the body is over the limit.
@@ -161,7 +168,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 21] = [
+    pub const ALL: [ProblemKind; 22] = [
         ProblemKind::Malformed,
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
@@ -175,6 +182,7 @@ impl ProblemKind {
         ProblemKind::MergeConflict,
         ProblemKind::PreconditionFailed,
         ProblemKind::PreconditionRequired,
+        ProblemKind::LockRequired,
         ProblemKind::LockEnded,
         ProblemKind::PayloadTooLarge,
         ProblemKind::UnsupportedMediaType,
@@ -197,6 +205,7 @@ impl ProblemKind {
             StaleToken | WrongState | AlreadyExists | MergeConflict => StatusCode::CONFLICT,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            LockRequired => StatusCode::LOCKED,
             LockEnded => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -224,6 +233,7 @@ impl ProblemKind {
             MergeConflict => "merge-conflict",
             PreconditionFailed => "precondition-failed",
             PreconditionRequired => "precondition-required",
+            LockRequired => "lock-required",
             LockEnded => "lock-ended",
             PayloadTooLarge => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
@@ -252,6 +262,7 @@ impl ProblemKind {
             MergeConflict => "Your change conflicts with changes made since your version",
             PreconditionFailed => "The record changed since your version",
             PreconditionRequired => "Say which version your write is based on",
+            LockRequired => "This record needs your lock",
             LockEnded => "The lock has ended",
             PayloadTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
@@ -435,6 +446,14 @@ impl From<Error> for ApiError {
                 err
             }
             Error::PreconditionRequired(_) => Self::new(ProblemKind::PreconditionRequired, detail),
+            Error::LockRequired(l) => {
+                let mut err = Self::new(ProblemKind::LockRequired, detail);
+                err.problem.lock = l.lock;
+                err.problem.presented = l.presented;
+                err.problem.current = Some(l.current);
+                err.problem.conflicts = Some(ProblemConflicts::Locks(l.holders));
+                err
+            }
             Error::Locked {
                 conflicts,
                 retry_after,

@@ -243,6 +243,8 @@ macro_rules! __with_cases {
             records::concurrent_increments_never_lose_an_update,
             records::concurrent_creates_make_one_record,
             records::concurrent_disjoint_patches_all_merge,
+            records::lock_policy_write_needs_the_writers_live_lock,
+            records::lock_policy_read_write_needs_the_lock_to_read,
             lock_ops::shared_locks_share_and_exclusive_excludes,
             lock_ops::acquire_is_all_or_nothing,
             lock_ops::fencing_tokens_strictly_increase_with_every_grant,

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use baton::{Engine, EngineSettings};
 use baton_core::{
-    Change, CollectionConfig, CollectionName, ConflictPolicy, Error, HistoryFilter, Precondition,
-    Principal, Record, RecordFilter, RecordKey, RecordVersion, RecordWrite, Refusal, Result, Role,
-    SystemClock, Version, WriteKind, WriteOp, Written, record_limits,
+    Change, CollectionConfig, CollectionName, ConflictPolicy, Error, HistoryFilter, Lock, LockMode,
+    LockPolicy, LockRequest, Precondition, Principal, Record, RecordFilter, RecordKey,
+    RecordVersion, RecordWrite, Refusal, ResourceName, Result, Role, SystemClock, Version,
+    WriteKind, WriteOp, Written, record_limits,
 };
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -58,7 +59,9 @@ async fn set_policy(h: &Harness, collection: &str, policy: ConflictPolicy) {
 }
 
 async fn record(h: &Harness, collection: &str, k: &str) -> Result<Record> {
-    h.engine.record(&h.app, &coll(collection), &key(k)).await
+    h.engine
+        .record(&h.app, &coll(collection), &key(k), None)
+        .await
 }
 
 async fn history(h: &Harness, collection: &str, k: &str) -> Vec<RecordVersion> {
@@ -71,6 +74,7 @@ async fn history(h: &Harness, collection: &str, k: &str) -> Vec<RecordVersion> {
                 limit: 1000,
                 after: None,
             },
+            None,
         )
         .await
         .unwrap_or_else(|e| panic!("history of {collection}/{k}: {e}"))
@@ -218,7 +222,7 @@ pub async fn record_lifecycle_is_versioned_and_recorded(db: TestStore) {
     ] {
         let version = h
             .engine
-            .record_version(&h.app, &coll("clients"), &key("bob"), Version(v))
+            .record_version(&h.app, &coll("clients"), &key("bob"), Version(v), None)
             .await
             .unwrap();
         assert_eq!(version.data, data, "version {v}");
@@ -226,7 +230,7 @@ pub async fn record_lifecycle_is_versioned_and_recorded(db: TestStore) {
     }
     let e = h
         .engine
-        .record_version(&h.app, &coll("clients"), &key("bob"), Version(5))
+        .record_version(&h.app, &coll("clients"), &key("bob"), Version(5), None)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }), "{e}");
@@ -300,6 +304,7 @@ pub async fn record_missing_is_not_found_before_any_precondition(db: TestStore) 
                 limit: 10,
                 after: None,
             },
+            None,
         )
         .await
         .unwrap_err();
@@ -734,7 +739,7 @@ pub async fn last_write_wins_keeps_every_version(db: TestStore) {
     );
     let v2 = h
         .engine
-        .record_version(&h.app, &coll("salaries"), &key("e42"), Version(2))
+        .record_version(&h.app, &coll("salaries"), &key("e42"), Version(2), None)
         .await
         .unwrap();
     assert_eq!(v2.data, Some(json!({"salary": 12000})));
@@ -902,6 +907,7 @@ pub async fn record_history_pages_by_version(db: TestStore) {
                 limit: 2,
                 after: Some(Version(2)),
             },
+            None,
         )
         .await
         .unwrap();
@@ -919,6 +925,7 @@ pub async fn record_history_pages_by_version(db: TestStore) {
                 limit: 2,
                 after: Some(Version(5)),
             },
+            None,
         )
         .await
         .unwrap();
@@ -1117,7 +1124,7 @@ pub async fn concurrent_increments_never_lose_an_update(db: TestStore) {
             for _ in 0..EACH {
                 loop {
                     let r = engine
-                        .record(&w, &coll("counters"), &key("hits"))
+                        .record(&w, &coll("counters"), &key("hits"), None)
                         .await
                         .unwrap();
                     let n = r.data["n"].as_i64().unwrap();
@@ -1145,7 +1152,7 @@ pub async fn concurrent_increments_never_lose_an_update(db: TestStore) {
     }
     let total = WRITERS as i64 * EACH;
     let r = engine
-        .record(&reader, &coll("counters"), &key("hits"))
+        .record(&reader, &coll("counters"), &key("hits"), None)
         .await
         .unwrap();
     assert_eq!(r.data["n"], json!(total));
@@ -1159,6 +1166,7 @@ pub async fn concurrent_increments_never_lose_an_update(db: TestStore) {
                 limit: 1000,
                 after: None,
             },
+            None,
         )
         .await
         .unwrap();
@@ -1257,7 +1265,7 @@ pub async fn concurrent_disjoint_patches_all_merge(db: TestStore) {
         assert!(matches!(w.kind, WriteKind::Patch | WriteKind::Merge));
     }
     let r = engine
-        .record(&admin, &coll("forms"), &key("f"))
+        .record(&admin, &coll("forms"), &key("f"), None)
         .await
         .unwrap();
     let mut expected = json!({"title": "form"});
@@ -1266,4 +1274,245 @@ pub async fn concurrent_disjoint_patches_all_merge(db: TestStore) {
     }
     assert_eq!(r.data, expected);
     assert_eq!(r.version, Version(WRITERS as i64 + 1));
+}
+
+/// Acquires a lock on `resources` for `who` (no wait); panics if refused.
+async fn lock(h: &Harness, who: &Principal, resources: &[&str], mode: LockMode, ttl: u32) -> Lock {
+    let req = LockRequest::new(
+        resources
+            .iter()
+            .map(|r| ResourceName::new(*r).unwrap())
+            .collect(),
+        mode,
+        String::new(),
+        None,
+        ttl,
+        None,
+        None,
+    )
+    .unwrap();
+    h.engine
+        .acquire_lock(who, req, std::time::Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{} locking {resources:?}: {e}", who.name))
+        .0
+}
+
+async fn set_lock_policy(h: &Harness, collection: &str, policy: LockPolicy) {
+    h.engine
+        .update_collection_config(&h.admin, &coll(collection), move |c| CollectionConfig {
+            lock_policy: policy,
+            ..c
+        })
+        .await
+        .unwrap();
+}
+
+fn locked(e: Error) -> Box<baton_core::LockRequired> {
+    match e {
+        Error::LockRequired(l) => l,
+        other => panic!("expected lock-required, got {other}"),
+    }
+}
+
+/// Under `lock_policy: write`, a write must name a live exclusive lock of
+/// the writer covering `{collection}/{key}`; anything else is refused
+/// with the current holders and writes nothing. A lock that expired, the
+/// resource since granted to someone else, is refused for its older
+/// fencing token.
+pub async fn lock_policy_write_needs_the_writers_live_lock(db: TestStore) {
+    let h = Harness::new(db).await;
+    set_lock_policy(&h, "clients", LockPolicy::Write).await;
+    let w = |who: &Principal, op, pre, lock: Option<i64>| {
+        let engine = h.engine.clone();
+        let who = who.clone();
+        async move {
+            let w = RecordWrite::new(coll("clients"), key("bob"), op, pre, lock)?;
+            engine.write_record(&who, w).await
+        }
+    };
+    let l = locked(
+        w(&h.alice, put(bob_record()), Precondition::Absent, None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (l.resource.as_str(), l.lock, l.holders.len()),
+        ("clients/bob", None, 0)
+    );
+    let alice = lock(&h, &h.alice, &["clients/bob"], LockMode::Exclusive, 60).await;
+    w(
+        &h.alice,
+        put(bob_record()),
+        Precondition::Absent,
+        Some(alice.id),
+    )
+    .await
+    .unwrap();
+    // Someone else, with or without naming alice's lock.
+    for named in [None, Some(alice.id)] {
+        let l = locked(
+            w(&h.bob, patch(json!({"a": 1})), at(1), named)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(l.holders.len(), 1);
+        assert_eq!(
+            (l.holders[0].holder.as_str(), l.holders[0].lock),
+            ("alice", Some(alice.id))
+        );
+    }
+    // A lock that does not exist, or does not cover the record.
+    let l = locked(
+        w(&h.alice, patch(json!({"a": 1})), at(1), Some(9999))
+            .await
+            .unwrap_err(),
+    );
+    assert!(l.reason.contains("does not exist"), "{}", l.reason);
+    let other = lock(&h, &h.alice, &["clients/other"], LockMode::Exclusive, 60).await;
+    let l = locked(
+        w(&h.alice, patch(json!({"a": 1})), at(1), Some(other.id))
+            .await
+            .unwrap_err(),
+    );
+    assert!(l.reason.contains("does not cover"), "{}", l.reason);
+    w(&h.alice, patch(json!({"a": 1})), at(1), Some(alice.id))
+        .await
+        .unwrap();
+    // The lock runs out; bob gets the record; alice's late write with her
+    // old lock is refused for its fencing token.
+    h.advance(secs(61));
+    let bobs = lock(&h, &h.bob, &["clients/bob"], LockMode::Exclusive, 60).await;
+    assert!(bobs.token > alice.token);
+    let l = locked(
+        w(&h.alice, patch(json!({"a": 2})), at(2), Some(alice.id))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((l.presented, l.current), (Some(alice.token), bobs.token));
+    assert!(l.reason.contains("older"), "{}", l.reason);
+    assert_eq!(l.holders[0].holder, "bob");
+    w(&h.bob, patch(json!({"a": 3})), at(2), Some(bobs.id))
+        .await
+        .unwrap();
+    // A shared lock is not enough to write.
+    h.engine.release_lock(&h.bob, bobs.id).await.unwrap();
+    let shared = lock(&h, &h.bob, &["clients/bob"], LockMode::Shared, 60).await;
+    let l = locked(
+        w(&h.bob, patch(json!({"a": 4})), at(3), Some(shared.id))
+            .await
+            .unwrap_err(),
+    );
+    assert!(l.reason.contains("shared"), "{}", l.reason);
+    assert_eq!(
+        history(&h, "clients", "bob").await.len(),
+        3,
+        "refusals wrote nothing"
+    );
+    // Reads need no lock under `write`.
+    assert_eq!(
+        record(&h, "clients", "bob").await.unwrap().data["a"],
+        json!(3)
+    );
+}
+
+/// Under `lock_policy: read_write`, reading a record (its data, history
+/// or a version) needs the reader's exclusive lock too; a listing leaves
+/// the data out.
+pub async fn lock_policy_read_write_needs_the_lock_to_read(db: TestStore) {
+    let h = Harness::new(db).await;
+    write(
+        &h.engine,
+        &h.app,
+        "files",
+        "f1",
+        put(json!({"secret": 1})),
+        Precondition::Absent,
+    )
+    .await
+    .unwrap();
+    set_lock_policy(&h, "files", LockPolicy::ReadWrite).await;
+    let (c, k) = (coll("files"), key("f1"));
+    let l = locked(h.engine.record(&h.alice, &c, &k, None).await.unwrap_err());
+    assert_eq!(l.resource, "files/f1");
+    let filter = HistoryFilter {
+        limit: 10,
+        after: None,
+    };
+    locked(
+        h.engine
+            .record_history(&h.alice, &c, &k, &filter, None)
+            .await
+            .unwrap_err(),
+    );
+    locked(
+        h.engine
+            .record_version(&h.alice, &c, &k, Version(1), None)
+            .await
+            .unwrap_err(),
+    );
+    let mine = lock(&h, &h.alice, &["files/f1"], LockMode::Exclusive, 60).await;
+    let r = h
+        .engine
+        .record(&h.alice, &c, &k, Some(mine.id))
+        .await
+        .unwrap();
+    assert_eq!(r.data, json!({"secret": 1}));
+    assert_eq!(
+        h.engine
+            .record_history(&h.alice, &c, &k, &filter, Some(mine.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let v = h
+        .engine
+        .record_version(&h.alice, &c, &k, Version(1), Some(mine.id))
+        .await
+        .unwrap();
+    assert_eq!(v.data, Some(json!({"secret": 1})));
+    // Bob is refused even naming alice's lock, and told she has it.
+    let l = locked(
+        h.engine
+            .record(&h.bob, &c, &k, Some(mine.id))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(l.holders[0].holder, "alice");
+    let page = h
+        .engine
+        .list_records(
+            &h.bob,
+            &c,
+            &RecordFilter {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.len(), &page[0].data), (1, &Value::Null));
+    // Writing needs the lock as well.
+    locked(
+        write(
+            &h.engine,
+            &h.alice,
+            "files",
+            "f1",
+            patch(json!({"secret": 2})),
+            at(1),
+        )
+        .await
+        .unwrap_err(),
+    );
+    let w = RecordWrite::new(
+        c.clone(),
+        k.clone(),
+        patch(json!({"secret": 2})),
+        at(1),
+        Some(mine.id),
+    )
+    .unwrap();
+    h.engine.write_record(&h.alice, w).await.unwrap();
 }

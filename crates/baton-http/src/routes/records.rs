@@ -164,7 +164,9 @@ pub struct RecordPage {
     pub next_after: Option<String>,
 }
 
-/// A page of a collection's records (not deleted), by key.
+/// A page of a collection's records (not deleted), by key. Under
+/// `lock_policy: read_write` the data is left out (`null`): reading it
+/// needs the record's lock.
 #[utoipa::path(
     get,
     path = "/v1/collections/{collection}/records",
@@ -213,6 +215,7 @@ async fn list_records(
         ("key" = String, Path, description = "Record key (1–128 of `A-Za-z0-9._-:@`)"),
         ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"` (list, weak comparison) or `*`: 304 when it matches"),
         ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (list, strong comparison) or `*`: 412 unless it matches"),
+        ("Baton-Lock" = Option<i64>, Header, description = "Under `lock_policy: read_write`: your exclusive lock on `{collection}/{key}`"),
     ),
     responses(
         (status = 200, description = "The record", body = Record,
@@ -221,6 +224,7 @@ async fn list_records(
             headers(("ETag" = String, description = "The version, quoted"))),
         (status = 404, description = "No such record, or deleted (`not-found`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` does not match (`precondition-failed`, with `record`)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`read_write` lock policy and no live exclusive lock of yours named (`lock-required`, with the current holders)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_record(
@@ -232,7 +236,8 @@ async fn get_record(
     let (c, k) = names(raw)?;
     let if_match = conditional::if_match(&headers)?;
     let if_none_match = conditional::parse(&headers, &header::IF_NONE_MATCH)?;
-    let record = state.engine.record(&who, &c, &k).await?;
+    let lock = lock_header(&headers)?;
+    let record = state.engine.record(&who, &c, &k, lock).await?;
     if let Some(Tags::List(tags)) = &if_match
         && !tags.iter().any(|(v, _)| *v == record.version)
     {
@@ -315,6 +320,7 @@ async fn write(
         (status = 400, description = "Malformed or weak entity tag (`malformed-request`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`If-Match` on a record that does not exist (`not-found`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale version, or create on an existing record (`precondition-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "The lock policy needs your live exclusive lock named in `Baton-Lock` (`lock-required`, with the current holders; also for a lock whose fencing token is older than the resource's newest)", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "No precondition under `reject`/`merge` (`precondition-required`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -354,6 +360,7 @@ async fn put_record(
         (status = 404, description = "No such record (`not-found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Overlapping changes under `merge` (`merge-conflict`, with `conflicts`, `merged`, `record`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale version (`precondition-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "The lock policy needs your live exclusive lock named in `Baton-Lock` (`lock-required`)", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "No `If-Match` under `reject`/`merge` (`precondition-required`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -383,6 +390,7 @@ async fn patch_record(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such record (`not-found`)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale version (`precondition-failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "The lock policy needs your live exclusive lock named in `Baton-Lock` (`lock-required`)", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "No `If-Match` under `reject`/`merge` (`precondition-required`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -424,6 +432,7 @@ pub struct HistoryPage {
         ("collection" = String, Path, description = "Collection name"),
         ("key" = String, Path, description = "Record key"),
         HistoryQuery,
+        ("Baton-Lock" = Option<i64>, Header, description = "Under `lock_policy: read_write`: your exclusive lock on `{collection}/{key}`"),
     ),
     responses(
         (status = 200, description = "A page of versions", body = HistoryPage),
@@ -436,13 +445,18 @@ async fn record_history(
     Caller(who): Caller,
     Path(raw): Path<(String, String)>,
     Query(query): Query<HistoryQuery>,
+    headers: HeaderMap,
 ) -> Result<JsonBody<HistoryPage>, ApiError> {
     let (c, k) = names(raw)?;
+    let lock = lock_header(&headers)?;
     let filter = HistoryFilter {
         limit: query.limit.unwrap_or(100),
         after: query.after.map(Version),
     };
-    let versions = state.engine.record_history(&who, &c, &k, &filter).await?;
+    let versions = state
+        .engine
+        .record_history(&who, &c, &k, &filter, lock)
+        .await?;
     let full = u32::try_from(versions.len()).is_ok_and(|n| n == filter.limit);
     let next_after = if full {
         versions.last().map(|v| v.version)
@@ -464,6 +478,7 @@ async fn record_history(
         ("collection" = String, Path, description = "Collection name"),
         ("key" = String, Path, description = "Record key"),
         ("version" = i64, Path, description = "Version"),
+        ("Baton-Lock" = Option<i64>, Header, description = "Under `lock_policy: read_write`: your exclusive lock on `{collection}/{key}`"),
     ),
     responses(
         (status = 200, description = "The version", body = RecordVersion,
@@ -475,11 +490,13 @@ async fn record_version(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(raw): Path<(String, String, i64)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (c, k) = names((raw.0, raw.1))?;
+    let lock = lock_header(&headers)?;
     let v = state
         .engine
-        .record_version(&who, &c, &k, Version(raw.2))
+        .record_version(&who, &c, &k, Version(raw.2), lock)
         .await?;
     let version = v.version;
     Ok(record_answer(StatusCode::OK, v, version))

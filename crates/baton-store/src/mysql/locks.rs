@@ -93,7 +93,11 @@ async fn now(c: &mut MySqlConnection, t: Now) -> Result<Timestamp> {
 /// returns the time of the operation: `t`'s now (read after the row locks
 /// are held), but never earlier than the latest time an earlier operation
 /// on any of the resources used.
-async fn begin(c: &mut MySqlConnection, resources: &[ResourceName], t: Now) -> Result<Timestamp> {
+pub(super) async fn begin(
+    c: &mut MySqlConnection,
+    resources: &[ResourceName],
+    t: Now,
+) -> Result<Timestamp> {
     lock_resources(c, resources).await?;
     let row = bind_names(
         sqlx::query(AssertSqlSafe(format!(

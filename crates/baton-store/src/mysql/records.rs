@@ -12,12 +12,13 @@ use baton_core::clock::to_millis;
 use baton_core::record_rules::{self, Plan};
 use baton_core::{
     CollectionConfig, CollectionName, ConfigChange, ConflictId, ConflictObject, Error,
-    HistoryFilter, Record, RecordFilter, RecordHead, RecordKey, RecordVersion, RecordWrite, Result,
-    StoreError, Timestamp, Version, Written,
+    HistoryFilter, Record, RecordFilter, RecordHead, RecordKey, RecordVersion, RecordWrite,
+    ResourceName, Result, StoreError, Timestamp, Version, Written,
 };
 use sqlx::MySqlConnection;
 
 use super::db;
+use super::locks::{self, Now};
 use crate::sql::{self, record_cols, to_json, version_cols};
 
 fn ms(t: Timestamp) -> i64 {
@@ -118,11 +119,43 @@ pub(super) async fn head(
         .transpose()
 }
 
+/// Checks the lock the write names against the lock manager's tables
+/// (see [`record_rules::check_lock`]), with the resource's row locked as
+/// every lock operation on it does first, so that no grant, release or
+/// expiry of the resource commits between the check and the write; the
+/// time is the lock manager's (the database's clock when it is told to).
+async fn check_lock(c: &mut MySqlConnection, w: &RecordWrite, t: Now) -> Result<()> {
+    let resource = ResourceName::new(w.resource())?;
+    let resources = std::slice::from_ref(&resource);
+    let now = locks::begin(c, resources, t).await?;
+    let named = match w.lock {
+        Some(id) => match locks::get(c, id, Now::Given(now)).await {
+            Ok(lock) => Some(lock),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let status = locks::status(c, resources, Now::Given(now))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::fatal("no status for the record's resource"))?;
+    record_rules::check_lock(
+        resource.as_str(),
+        &w.actor,
+        w.lock,
+        named.as_ref(),
+        &status,
+        now,
+    )
+}
+
 /// One write (see [`baton_core::Store::write_record`]).
 pub(super) async fn write(
     c: &mut MySqlConnection,
     w: &RecordWrite,
     now: Timestamp,
+    lock_time: Now,
 ) -> Result<Written> {
     let stored: Option<String> =
         sqlx::query_scalar("SELECT config FROM collections WHERE name = ?")
@@ -137,6 +170,9 @@ pub(super) async fn write(
             CollectionConfig::default()
         }
     };
+    if record_rules::lock_needed(config.lock_policy, true) {
+        check_lock(c, w, lock_time).await?;
+    }
     let head = head(c, &w.collection, &w.key, true).await?;
     let applied = match record_rules::plan(head.as_ref(), &config, w, now)? {
         Plan::Apply(a) => *a,

@@ -82,7 +82,11 @@ async fn now(c: &mut PgConnection, t: Now) -> Result<Timestamp> {
 /// and returns the time of the operation: `t`'s now (read after the row
 /// locks are held), but never earlier than the latest time an earlier
 /// operation on any of the resources used.
-async fn begin(c: &mut PgConnection, resources: &[ResourceName], t: Now) -> Result<Timestamp> {
+pub(super) async fn begin(
+    c: &mut PgConnection,
+    resources: &[ResourceName],
+    t: Now,
+) -> Result<Timestamp> {
     let latest = lock_resources(c, resources).await?;
     let now = now(c, t).await?;
     Ok(now.max(from_millis(latest)))

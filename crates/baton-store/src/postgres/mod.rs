@@ -485,7 +485,8 @@ impl Store for PgStore {
     }
 
     async fn write_record(&self, write: RecordWrite, now: Timestamp) -> Result<Written> {
-        in_tx!(self.pool, db, |c| records::write(c, &write, now).await)
+        let t = self.now(now);
+        in_tx!(self.pool, db, |c| records::write(c, &write, now, t).await)
     }
 
     async fn list_records(

@@ -624,7 +624,7 @@ pub(super) fn status(
     r
 }
 
-fn status_in_tx(
+pub(super) fn status_in_tx(
     c: &Connection,
     resources: &[ResourceName],
     now: Timestamp,

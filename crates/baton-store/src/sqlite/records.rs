@@ -8,7 +8,7 @@ use baton_core::record_rules::{self, Plan};
 use baton_core::{
     CollectionConfig, CollectionName, ConfigChange, ConflictId, ConflictObject, Error,
     HistoryFilter, MergedFrom, Record, RecordFilter, RecordHead, RecordKey, RecordVersion,
-    RecordWrite, Result, StoreError, Timestamp, Version, Written,
+    RecordWrite, ResourceName, Result, StoreError, Timestamp, Version, Written,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -199,6 +199,32 @@ fn versions_since(c: &Connection, w: &RecordWrite, base: Version) -> Result<Vec<
     rows.into_iter().map(version).collect()
 }
 
+/// Checks the lock the write names against the lock manager's tables
+/// (see [`record_rules::check_lock`]); the writer's savepoint keeps them
+/// still meanwhile.
+fn check_lock(c: &Connection, w: &RecordWrite, now: Timestamp) -> Result<()> {
+    let resource = ResourceName::new(w.resource())?;
+    let named = match w.lock {
+        Some(id) => match super::locks::get(c, id, now) {
+            Ok(lock) => Some(lock),
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let status = super::locks::status_in_tx(c, std::slice::from_ref(&resource), now)?
+        .pop()
+        .ok_or_else(|| StoreError::fatal("no status for the record's resource"))?;
+    record_rules::check_lock(
+        resource.as_str(),
+        &w.actor,
+        w.lock,
+        named.as_ref(),
+        &status,
+        now,
+    )
+}
+
 /// One write (see [`baton_core::Store::write_record`]).
 pub(super) fn write(c: &Connection, w: &RecordWrite, now: Timestamp) -> Result<Written> {
     let stored = c
@@ -215,6 +241,9 @@ pub(super) fn write(c: &Connection, w: &RecordWrite, now: Timestamp) -> Result<W
             config
         }
     };
+    if record_rules::lock_needed(config.lock_policy, true) {
+        check_lock(c, w, now)?;
+    }
     let head = load_head(c, &w.collection, &w.key)?;
     let applied = match record_rules::plan(head.as_ref(), &config, w, now)? {
         Plan::Apply(a) => *a,

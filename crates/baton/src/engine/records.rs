@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use baton_core::{
     Action, CollectionConfig, CollectionName, ConflictId, ConflictObject, Error, HistoryFilter,
-    Principal, Record, RecordFilter, RecordKey, RecordVersion, RecordWrite, Refusal, Result, Role,
-    Version, Written, check_record_page,
+    LockId, LockPolicy, Principal, Record, RecordFilter, RecordKey, RecordVersion, RecordWrite,
+    Refusal, ResourceName, Result, Role, StoreError, Version, Written, check_record_page,
+    record_rules,
 };
 use metrics::counter;
 
@@ -41,15 +42,63 @@ impl Engine {
             .await
     }
 
+    /// Under `lock_policy: read_write`, checks that a read of the record
+    /// names a live exclusive lock of the caller on `{collection}/{key}`
+    /// (see [`record_rules::check_lock`]).
+    async fn check_read_lock(
+        &self,
+        who: &Principal,
+        collection: &CollectionName,
+        key: &RecordKey,
+        lock: Option<LockId>,
+    ) -> Result<()> {
+        let config = self.inner.store.collection_config(collection).await?;
+        if !record_rules::lock_needed(config.lock_policy, false) {
+            return Ok(());
+        }
+        let resource = ResourceName::new(format!("{collection}/{key}"))?;
+        let now = self.now();
+        let named = match lock {
+            Some(id) => match self.inner.store.lock(id, now).await {
+                Ok(l) => Some(l),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let status = self
+            .inner
+            .store
+            .lock_status(std::slice::from_ref(&resource), now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::fatal("no status for the record's resource"))?;
+        let checked = record_rules::check_lock(
+            resource.as_str(),
+            &who.name,
+            lock,
+            named.as_ref(),
+            &status,
+            now,
+        );
+        if checked.is_err() {
+            counter!("baton_record_refusals_total", "reason" => "lock_required").increment(1);
+        }
+        checked
+    }
+
     /// The record as it is now. `NotFound` for a key never written or
-    /// deleted (saying when and by whom).
+    /// deleted (saying when and by whom). Under `lock_policy: read_write`
+    /// the read must name (`lock`) the caller's exclusive lock on it.
     pub async fn record(
         &self,
         who: &Principal,
         collection: &CollectionName,
         key: &RecordKey,
+        lock: Option<LockId>,
     ) -> Result<Record> {
         who.require(Action::Read)?;
+        self.check_read_lock(who, collection, key, lock).await?;
         let head = self.inner.store.record_head(collection, key).await?;
         match head {
             Some(h) if !h.deleted => Ok(h.record),
@@ -89,6 +138,7 @@ impl Engine {
             Error::PreconditionFailed(_) => "precondition_failed",
             Error::MergeConflict(_) => "merge_conflict",
             Error::PreconditionRequired(_) => "precondition_required",
+            Error::LockRequired(_) => "lock_required",
             _ => return e,
         };
         counter!("baton_record_refusals_total", "reason" => reason).increment(1);
@@ -138,7 +188,9 @@ impl Engine {
         e
     }
 
-    /// A page of a collection's live records, by key.
+    /// A page of a collection's live records, by key. Under
+    /// `lock_policy: read_write` the records' data is left out (`null`):
+    /// reading it needs the record's lock.
     pub async fn list_records(
         &self,
         who: &Principal,
@@ -147,35 +199,48 @@ impl Engine {
     ) -> Result<Vec<Record>> {
         who.require(Action::Read)?;
         check_record_page(filter.limit)?;
-        self.inner.store.list_records(collection, filter).await
+        let mut records = self.inner.store.list_records(collection, filter).await?;
+        let config = self.inner.store.collection_config(collection).await?;
+        if config.lock_policy == LockPolicy::ReadWrite {
+            for r in &mut records {
+                r.data = serde_json::Value::Null;
+            }
+        }
+        Ok(records)
     }
 
     /// A page of a record's history, oldest first (without the versions'
-    /// data).
+    /// data, with their changes). A read: under `lock_policy: read_write`
+    /// it must name the caller's lock.
     pub async fn record_history(
         &self,
         who: &Principal,
         collection: &CollectionName,
         key: &RecordKey,
         filter: &HistoryFilter,
+        lock: Option<LockId>,
     ) -> Result<Vec<RecordVersion>> {
         who.require(Action::Read)?;
         check_record_page(filter.limit)?;
+        self.check_read_lock(who, collection, key, lock).await?;
         self.inner
             .store
             .record_history(collection, key, filter)
             .await
     }
 
-    /// One version of a record, with its data.
+    /// One version of a record, with its data. A read: under
+    /// `lock_policy: read_write` it must name the caller's lock.
     pub async fn record_version(
         &self,
         who: &Principal,
         collection: &CollectionName,
         key: &RecordKey,
         version: Version,
+        lock: Option<LockId>,
     ) -> Result<RecordVersion> {
         who.require(Action::Read)?;
+        self.check_read_lock(who, collection, key, lock).await?;
         self.inner
             .store
             .record_version(collection, key, version)
