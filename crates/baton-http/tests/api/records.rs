@@ -1095,3 +1095,132 @@ pub async fn check_counter(api: &Api, path: &str, ok: usize) {
     }
     assert_eq!(seen, ok + 1);
 }
+
+/// Acquires an exclusive lock on `resource` over HTTP; (id, token).
+async fn acquire(api: &Api, resource: &str, ttl: u32) -> (i64, i64) {
+    let (status, body) = api
+        .post(
+            "/v1/locks",
+            json!({"resources": [resource], "ttl_seconds": ttl}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (
+        body["id"].as_i64().unwrap(),
+        body["token"].as_i64().unwrap(),
+    )
+}
+
+/// Lock-aware writes: under `lock_policy: write` a write without the lock
+/// is 423 naming the current holder; with it, it succeeds; after the lock
+/// expired and the record was locked by someone else, a write naming the
+/// old lock is refused for its older fencing token. Refusals change
+/// nothing. Under `read_write` reads need the lock too.
+#[tokio::test]
+async fn lock_aware_writes() {
+    let Some(t) = TestApp::start().await else {
+        return;
+    };
+    let (s, b) = t
+        .admin
+        .put("/v1/collections/clients", json!({"lock_policy": "write"}))
+        .await;
+    assert_eq!(
+        (s, &b["lock_policy"]),
+        (StatusCode::OK, &json!("write")),
+        "{b}"
+    );
+    let r = url("clients", "bob");
+    let a = put(&t.alice, &r, "create", json!({"name": "Bob"})).await;
+    let p = a.assert_problem(423, "lock-required");
+    assert_eq!(p["conflicts"], json!([]));
+    assert!(p["detail"].as_str().unwrap().contains("Baton-Lock"), "{p}");
+    let (alice_lock, alice_token) = acquire(&t.alice, "clients/bob", 1).await;
+    let lock_header = alice_lock.to_string();
+    let a = send(
+        &t.alice,
+        Method::PUT,
+        &r,
+        &[("if-none-match", "*"), ("baton-lock", &lock_header)],
+        Some(json!({"name": "Bob"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    // Bob, without the lock: told alice holds it.
+    let before = snapshot(&t.bob, &r).await;
+    let a = patch(&t.bob, &r, "\"1\"", json!({"phone": "1"})).await;
+    let p = a.assert_problem(423, "lock-required");
+    assert_eq!(p["conflicts"][0]["holder"], "alice");
+    assert_eq!(p["conflicts"][0]["lock"], alice_lock);
+    // Alice's lock runs out (1 s); bob locks the record.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (bob_lock, bob_token) = acquire(&t.bob, "clients/bob", 60).await;
+    assert!(bob_token > alice_token);
+    let a = send(
+        &t.alice,
+        Method::PATCH,
+        &r,
+        &[("if-match", "\"1\""), ("baton-lock", &lock_header)],
+        Some(json!({"phone": "2"})),
+    )
+    .await;
+    let p = a.assert_problem(423, "lock-required");
+    assert_eq!(
+        (p["presented"].as_i64(), p["current"].as_i64()),
+        (Some(alice_token), Some(bob_token))
+    );
+    assert_eq!(p["lock"], alice_lock);
+    assert!(p["detail"].as_str().unwrap().contains("older"), "{p}");
+    assert_eq!(
+        snapshot(&t.bob, &r).await,
+        before,
+        "refusals changed nothing"
+    );
+    let bob_header = bob_lock.to_string();
+    let a = send(
+        &t.bob,
+        Method::PATCH,
+        &r,
+        &[("if-match", "\"1\""), ("baton-lock", &bob_header)],
+        Some(json!({"phone": "3"})),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.header("etag")),
+        (StatusCode::OK, "\"2\""),
+        "{}",
+        a.body
+    );
+
+    // read_write: reading needs the lock as well.
+    let (s, _) = t
+        .admin
+        .put(
+            "/v1/collections/clients",
+            json!({"lock_policy": "read_write"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    get(&t.alice, &r).await.assert_problem(423, "lock-required");
+    get(&t.alice, &format!("{r}/history"))
+        .await
+        .assert_problem(423, "lock-required");
+    let a = send(
+        &t.bob,
+        Method::GET,
+        &r,
+        &[("baton-lock", &bob_header)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.header("etag")),
+        (StatusCode::OK, "\"2\""),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["data"]["phone"], "3");
+    let (_, page) = t.alice.get("/v1/collections/clients/records").await;
+    assert_eq!(page["records"][0]["data"], Value::Null, "{page}");
+    t.stop().await;
+}
