@@ -657,6 +657,15 @@ async fn snapshot(api: &Api, path: &str) -> (Value, Value) {
     )
 }
 
+/// A request expected to be refused: method, headers, body, status, slug.
+type RefusedCase = (
+    Method,
+    Vec<(&'static str, &'static str)>,
+    Option<Value>,
+    u16,
+    &'static str,
+);
+
 /// Every refusal of a write is a problem document and changes nothing.
 #[tokio::test]
 async fn refused_writes_are_problems_and_change_nothing() {
@@ -667,7 +676,7 @@ async fn refused_writes_are_problems_and_change_nothing() {
     let a = put(&t.app, &r, "create", json!({"name": "Bob"})).await;
     assert_eq!(a.status, StatusCode::CREATED);
     let before = snapshot(&t.app, &r).await;
-    let cases: Vec<(Method, Vec<(&str, &str)>, Option<Value>, u16, &str)> = vec![
+    let cases: Vec<RefusedCase> = vec![
         // No precondition under reject.
         (
             Method::PUT,
