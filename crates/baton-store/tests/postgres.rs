@@ -57,3 +57,29 @@ async fn refuses_a_schema_newer_than_it_knows() {
     let err = baton_store::open(db.url()).await.err().expect("refused");
     assert!(err.to_string().contains("migrat"), "{err}");
 }
+
+/// The record history cannot be changed, even by hand.
+#[tokio::test]
+async fn record_history_is_append_only() {
+    let Some(db) = TestDatabase::create(Server::Postgres).await else {
+        return;
+    };
+    drop(baton_store::open(db.url()).await.expect("open"));
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO record_versions (collection, record_key, version, kind, actor, at, deleted, changes) \
+         VALUES ('c', 'k', 1, 'create', 'a', 0, false, '[]')",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE record_versions SET actor = 'mallory'",
+        "DELETE FROM record_versions",
+    ] {
+        let e = sqlx::query(sql).execute(&mut c).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+}

@@ -935,11 +935,18 @@ async fn listing_history_versions_and_delete() {
         (keys(&page), &page["next_after"]),
         (vec!["c".to_owned()], &Value::Null)
     );
-    let (s, b) = t.alice.get("/v1/collections/notes/records?limit=0").await;
-    assert_eq!(
-        (s, &b["field"]),
-        (StatusCode::UNPROCESSABLE_ENTITY, &json!("limit"))
-    );
+    for bad in [
+        "/v1/collections/notes/records?limit=0",
+        "/v1/collections/notes/records?limit=1001",
+        "/v1/collections/notes/records/a/history?limit=1001",
+    ] {
+        let (s, b) = t.alice.get(bad).await;
+        assert_eq!(
+            (s, &b["field"]),
+            (StatusCode::UNPROCESSABLE_ENTITY, &json!("limit")),
+            "{bad}"
+        );
+    }
 
     let a = url("notes", "a");
     for v in 1..=3 {

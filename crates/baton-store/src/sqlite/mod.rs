@@ -573,6 +573,32 @@ mod tests {
         assert_eq!(done, expect);
     }
 
+    /// The record history cannot be changed, even by hand.
+    #[tokio::test]
+    async fn record_history_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let w = RecordWrite::new(
+            CollectionName::new("c").unwrap(),
+            RecordKey::new("k").unwrap(),
+            baton_core::WriteOp::Put(json!({"a": 1})),
+            baton_core::Precondition::Absent,
+            None,
+        )
+        .unwrap();
+        store.write_record(w, t0()).await.unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        for sql in [
+            "UPDATE record_versions SET actor = 'mallory'",
+            "DELETE FROM record_versions",
+        ] {
+            let e = conn.execute(sql, []).unwrap_err();
+            assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn refuses_a_schema_newer_than_it_knows() {
         let dir = tempfile::tempdir().unwrap();
