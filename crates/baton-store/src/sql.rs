@@ -152,7 +152,20 @@ macro_rules! in_tx {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let mut tx = $pool.begin().await.map_err($err)?;
+            // The pool does not test a connection before handing it out
+            // (that would cost a round trip per operation); one that died
+            // while idle fails here, before anything was sent, so it is
+            // always safe to try again on a fresh one.
+            let mut tx = match $pool.begin().await {
+                Ok(tx) => tx,
+                Err(e)
+                    if attempt < 3
+                        && matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) =>
+                {
+                    continue;
+                }
+                Err(e) => break Err($err(e)),
+            };
             let result = {
                 let $c = &mut *tx;
                 $body

@@ -75,7 +75,10 @@ impl MySqlStore {
             Error::invalid("db", format!("invalid MySQL URL {}: {e}", sql::redact(url)))
         })?;
         let timeout = settings.statement_timeout;
+        // No ping before every use (sqlx already pings on release, which
+        // closes connections that died); see `sql::in_tx!`.
         let pool = MySqlPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .after_connect(move |c, _| {

@@ -76,7 +76,10 @@ impl PgStore {
             "statement_timeout",
             format!("{}ms", settings.statement_timeout.as_millis()),
         )]);
+        // No ping before every use (sqlx already pings on release, which
+        // closes connections that died); see `sql::in_tx!`.
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)

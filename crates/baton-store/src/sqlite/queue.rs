@@ -149,16 +149,36 @@ fn archive(c: &Connection, item: &Item) -> Result<()> {
         .completion
         .as_ref()
         .ok_or_else(|| StoreError::fatal("archiving an item without completion"))?;
-    save(c, item)?;
-    c.prepare_cached("INSERT INTO done_items SELECT * FROM items WHERE id = ?1")
-        .db()?
-        .execute([item.id])
-        .db()?;
+    let lease = item.lease.as_ref();
+    // One statement copies the row with its new values (the payload is
+    // copied by SQLite, not re-serialised), one deletes it.
     c.prepare_cached(
-        "UPDATE done_items SET outcome = ?2, note = ?3, completed_by = ?4, completed_at = ?5 WHERE id = ?1",
+        "INSERT INTO done_items (id, queue, kind, payload, priority, state, available_at, \
+         dedupe_key, attempts, token, holder, claimed_at, lease_expires_at, released_by, \
+         released_until, created_at, updated_at, outcome, note, completed_by, completed_at) \
+         SELECT id, ?2, kind, payload, priority, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+         created_at, ?13, ?14, ?15, ?16, ?17 FROM items WHERE id = ?1",
     )
     .db()?
-    .execute(params![item.id, done.outcome, done.note, done.by, ms(done.at)])
+    .execute(params![
+        item.id,
+        item.queue.as_str(),
+        item.state.as_str(),
+        ms(item.available_at),
+        item.dedupe_key,
+        item.attempts,
+        item.token.0,
+        lease.map(|l| l.holder.as_str()),
+        lease.map(|l| ms(l.claimed_at)),
+        lease.map(|l| ms(l.expires_at)),
+        item.released_by,
+        item.released_until.map(ms),
+        ms(item.updated_at),
+        done.outcome,
+        done.note,
+        done.by,
+        ms(done.at),
+    ])
     .db()?;
     c.prepare_cached("DELETE FROM items WHERE id = ?1")
         .db()?
