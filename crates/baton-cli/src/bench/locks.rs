@@ -107,22 +107,11 @@ pub async fn run(args: LocksArgs) -> anyhow::Result<Summary> {
                     Err(_) => rec.error("release transport"),
                 }
             }
-            rec
+            Ok(rec)
         });
     }
-    let mut rec = Recorder::default();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(r) => rec.merge(r?),
-                None => break,
-            },
-            _ = tick.tick() => progress.update("acquire+release"),
-        }
-    }
+    let rec = progress.collect(set, "acquire+release").await?;
     let elapsed = started.elapsed();
-    progress.finish();
     let cycles = done.load(Ordering::Relaxed);
     let verdict = check(&t, &sup, args.resources).await?;
     let summary = Summary::new(
