@@ -42,22 +42,11 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<Summary> {
                     Err(_) => rec.error("livez transport"),
                 }
             }
-            rec
+            Ok(rec)
         });
     }
-    let mut rec = Recorder::default();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(r) => rec.merge(r?),
-                None => break,
-            },
-            _ = tick.tick() => progress.update("GET /livez"),
-        }
-    }
+    let rec = progress.collect(set, "GET /livez").await?;
     let elapsed = started.elapsed();
-    progress.finish();
     let n = count.load(Ordering::Relaxed);
     let summary = Summary::new(
         Run {

@@ -10,6 +10,7 @@
 //! the ceiling any handler can reach on this machine.
 
 mod floor;
+mod locks;
 mod queue;
 mod report;
 mod server;
@@ -24,6 +25,9 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Operators looping claim → complete against a pre-filled queue.
     Queue(QueueArgs),
+    /// Clients acquiring and releasing random resources (exclusive and
+    /// shared) with TTLs.
+    Locks(LocksArgs),
     /// The same HTTP stack and client answering `GET /livez`.
     HttpFloor(FloorArgs),
     /// Many idle long-poll claimers (server in a child process): its
@@ -78,6 +82,22 @@ pub struct QueueArgs {
     pub producers: usize,
 }
 
+/// `baton bench locks`.
+#[derive(Args, Clone)]
+pub struct LocksArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent clients, each looping acquire → release.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Distinct resources; each acquire takes 1 to 3 of them at random.
+    #[arg(long, default_value_t = 2048)]
+    pub resources: usize,
+    /// Fraction of acquires that are exclusive (the rest are shared).
+    #[arg(long, default_value_t = 0.5)]
+    pub exclusive: f64,
+}
+
 /// `baton bench waiters`.
 #[derive(Args, Clone)]
 pub struct WaitersArgs {
@@ -108,6 +128,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Queue(args) => {
             let json = args.common.json;
             (queue::run(args).await?, json)
+        }
+        BenchCommand::Locks(args) => {
+            let json = args.common.json;
+            (locks::run(args).await?, json)
         }
         BenchCommand::HttpFloor(args) => {
             let json = args.common.json;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
@@ -197,19 +197,8 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
             Ok(rec)
         });
     }
-    let mut rec = Recorder::default();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                Some(r) => rec.merge(r??),
-                None => break,
-            },
-            _ = tick.tick() => progress.update("claim+complete"),
-        }
-    }
+    let rec = progress.collect(set, "claim+complete").await?;
     let elapsed = started.elapsed();
-    progress.finish();
 
     let leases = std::mem::take(&mut *leases.lock().expect("lease log"));
     let verdict = check(&t, &queue, &leases).await?;

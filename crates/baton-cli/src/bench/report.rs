@@ -244,4 +244,26 @@ impl Progress {
     pub fn finish(self) {
         self.bar.finish_and_clear();
     }
+
+    /// Waits for every client task, refreshing the spinner meanwhile, and
+    /// merges their measurements; removes the spinner at the end.
+    pub async fn collect(
+        self,
+        mut set: tokio::task::JoinSet<anyhow::Result<Recorder>>,
+        what: &str,
+    ) -> anyhow::Result<Recorder> {
+        let mut rec = Recorder::default();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                joined = set.join_next() => match joined {
+                    Some(r) => rec.merge(r??),
+                    None => break,
+                },
+                _ = tick.tick() => self.update(what),
+            }
+        }
+        self.finish();
+        Ok(rec)
+    }
 }

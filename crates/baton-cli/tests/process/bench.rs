@@ -49,6 +49,20 @@ fn queue_smoke_on_sqlite() {
 }
 
 #[test]
+fn locks_smoke() {
+    let s = bench(&[
+        "locks",
+        "--duration",
+        "2",
+        "--clients",
+        "8",
+        "--resources",
+        "16",
+    ]);
+    assert!(s["operations"].as_u64().unwrap() > 0, "{s}");
+}
+
+#[test]
 fn waiters_smoke() {
     let s = bench(&["waiters", "--waiters", "50", "--samples", "10"]);
     assert_eq!(s["operations"], 10, "{s}");
