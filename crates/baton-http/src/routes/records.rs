@@ -71,7 +71,17 @@ fn lock_header(headers: &HeaderMap) -> Result<Option<LockId>, ApiError> {
         .transpose()
 }
 
-/// A record with its `ETag`, and a `Location` when created.
+/// Where the next page starts: the key of a full page's last entry;
+/// `None` when the page is not full (the last one).
+fn next_after<T, K>(page: &[T], limit: u32, key: impl Fn(&T) -> K) -> Option<K> {
+    if u32::try_from(page.len()).is_ok_and(|n| n == limit) {
+        page.last().map(key)
+    } else {
+        None
+    }
+}
+
+/// A record with its `ETag`.
 fn record_answer(status: StatusCode, body: impl Serialize, version: Version) -> Response {
     let mut response = (status, JsonBody(body)).into_response();
     match etag_value(version) {
@@ -192,12 +202,7 @@ async fn list_records(
         },
     };
     let records = state.engine.list_records(&who, &c, &filter).await?;
-    let full = u32::try_from(records.len()).is_ok_and(|n| n == filter.limit);
-    let next_after = if full {
-        records.last().map(|r| r.key.to_string())
-    } else {
-        None
-    };
+    let next_after = next_after(&records, filter.limit, |r| r.key.to_string());
     Ok(JsonBody(RecordPage {
         records,
         next_after,
@@ -457,12 +462,7 @@ async fn record_history(
         .engine
         .record_history(&who, &c, &k, &filter, lock)
         .await?;
-    let full = u32::try_from(versions.len()).is_ok_and(|n| n == filter.limit);
-    let next_after = if full {
-        versions.last().map(|v| v.version)
-    } else {
-        None
-    };
+    let next_after = next_after(&versions, filter.limit, |v| v.version);
     Ok(JsonBody(HistoryPage {
         versions,
         next_after,
