@@ -8,8 +8,7 @@
 //! role), and maps the result or [`baton::Error`] to HTTP.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! # let engine: baton::Engine = todo!();
+//! # async fn demo(engine: baton::Engine) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! baton_http::serve(listener, engine, baton_http::HttpSettings::default(), shutdown).await

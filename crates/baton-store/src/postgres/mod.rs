@@ -188,16 +188,13 @@ async fn listen_loop(mut listener: PgListener, on_work: WorkCallback) {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
+crate::sql::server_store!(PgStore, {
     fn backend(&self) -> &'static str {
         "postgres"
     }
-
     fn wakeups(&self) -> Wakeups {
         Wakeups::Notify
     }
-
     async fn listen(&self, on_work: WorkCallback) -> Result<()> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
         listener.listen(queue::CHANNEL).await.map_err(db)?;
@@ -212,80 +209,6 @@ impl Store for PgStore {
         }
         Ok(())
     }
-
-    async fn enqueue(&self, new: NewItem, actor: &str, now: Timestamp) -> Result<(Item, bool)> {
-        in_tx!(self.pool, db, |c| queue::enqueue(c, &new, actor, now).await)
-    }
-
-    async fn claim(&self, req: ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
-        in_tx!(self.pool, db, |c| queue::claim(c, &req, now).await)
-    }
-
-    async fn heartbeat(
-        &self,
-        id: ItemId,
-        caller: &str,
-        token: FencingToken,
-        lease: Duration,
-        now: Timestamp,
-    ) -> Result<Item> {
-        self.mutate(id, now, |item, _| {
-            rules::heartbeat(item, caller, token, lease, now)
-        })
-        .await
-    }
-
-    async fn release(
-        &self,
-        id: ItemId,
-        caller: &str,
-        token: FencingToken,
-        delay: Duration,
-        now: Timestamp,
-    ) -> Result<Item> {
-        self.mutate(id, now, |item, cfg| {
-            rules::release(item, caller, token, delay, cfg, now)
-        })
-        .await
-    }
-
-    async fn complete(
-        &self,
-        id: ItemId,
-        caller: &str,
-        req: CompleteRequest,
-        now: Timestamp,
-    ) -> Result<Item> {
-        self.mutate(id, now, |item, cfg| {
-            rules::complete(item, caller, &req, cfg, now)
-        })
-        .await
-    }
-
-    async fn revoke(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item> {
-        self.mutate(id, now, |item, _| rules::revoke(item, actor, now))
-            .await
-    }
-
-    async fn requeue(&self, id: ItemId, actor: &str, now: Timestamp) -> Result<Item> {
-        self.mutate(id, now, |item, _| rules::requeue(item, actor, now))
-            .await
-    }
-
-    async fn item(&self, id: ItemId) -> Result<Item> {
-        queue::load_any(&mut *self.conn().await?, id)
-            .await?
-            .ok_or_else(|| Error::not_found("item", id))
-    }
-
-    async fn item_history(&self, id: ItemId) -> Result<Vec<ItemEvent>> {
-        queue::history(&mut *self.conn().await?, id).await
-    }
-
-    async fn list_items(&self, queue: &QueueName, filter: &ItemFilter) -> Result<Vec<Item>> {
-        queue::list(&mut *self.conn().await?, queue, filter).await
-    }
-
     async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>> {
         let mut tx = self
             .pool
@@ -296,27 +219,6 @@ impl Store for PgStore {
         tx.commit().await.map_err(db)?;
         Ok(stats)
     }
-
-    async fn queue_config(&self, queue: &QueueName) -> Result<QueueConfig> {
-        queue::config(&mut *self.conn().await?, queue).await
-    }
-
-    async fn update_queue_config(
-        &self,
-        queue: &QueueName,
-        change: ConfigChange,
-    ) -> Result<QueueConfig> {
-        let now = chrono::Utc::now();
-        in_tx!(self.pool, db, |c| queue::update_config(
-            c, queue, &change, now
-        )
-        .await)
-    }
-
-    async fn sweep(&self, now: Timestamp, key_retention: Duration) -> Result<SweepReport> {
-        in_tx!(self.pool, db, |c| queue::sweep(c, now, key_retention).await)
-    }
-
     async fn listen_locks(&self, on_free: LockCallback) -> Result<()> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
         listener.listen(locks::CHANNEL).await.map_err(db)?;
@@ -331,92 +233,6 @@ impl Store for PgStore {
         }
         Ok(())
     }
-
-    async fn acquire_lock(
-        &self,
-        req: LockRequest,
-        queueing: Queueing,
-        now: Timestamp,
-    ) -> Result<Acquisition> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::acquire(c, &req, queueing, t)
-            .await)
-    }
-
-    async fn withdraw_lock_ticket(
-        &self,
-        ticket: TicketId,
-        _now: Timestamp,
-    ) -> Result<Option<Vec<ResourceName>>> {
-        in_tx!(self.pool, db, |c| locks::withdraw(c, ticket).await)
-    }
-
-    async fn heartbeat_lock(
-        &self,
-        id: LockId,
-        caller: &str,
-        ttl_seconds: u32,
-        now: Timestamp,
-    ) -> Result<Lock> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::heartbeat(
-            c,
-            id,
-            caller,
-            ttl_seconds,
-            t
-        )
-        .await)
-    }
-
-    async fn release_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::release(c, id, caller, t).await)
-    }
-
-    async fn force_release_lock(
-        &self,
-        id: LockId,
-        actor: &str,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Lock> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::force(c, id, actor, reason, t)
-            .await)
-    }
-
-    async fn release_session_locks(
-        &self,
-        holder: &str,
-        session: &str,
-        now: Timestamp,
-    ) -> Result<Vec<Lock>> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::release_session(
-            c, holder, session, t
-        )
-        .await)
-    }
-
-    async fn upgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::upgrade(c, id, caller, t).await)
-    }
-
-    async fn downgrade_lock(&self, id: LockId, caller: &str, now: Timestamp) -> Result<Lock> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::downgrade(c, id, caller, t).await)
-    }
-
-    async fn lock(&self, id: LockId, now: Timestamp) -> Result<Lock> {
-        locks::get(&mut *self.conn().await?, id, self.now(now)).await
-    }
-
-    async fn list_locks(&self, filter: &LockFilter, now: Timestamp) -> Result<Vec<Lock>> {
-        locks::list(&mut *self.conn().await?, filter, self.now(now)).await
-    }
-
     async fn lock_status(
         &self,
         resources: &[ResourceName],
@@ -431,102 +247,6 @@ impl Store for PgStore {
         tx.commit().await.map_err(db)?;
         Ok(status)
     }
-
-    async fn resource_history(
-        &self,
-        resource: &ResourceName,
-        limit: u32,
-    ) -> Result<Vec<LockEvent>> {
-        locks::history(&mut *self.conn().await?, resource, limit).await
-    }
-
-    async fn sweep_locks(
-        &self,
-        now: Timestamp,
-        retention: Duration,
-        key_retention: Duration,
-    ) -> Result<LockSweepReport> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| locks::sweep(
-            c,
-            t,
-            retention,
-            key_retention
-        )
-        .await)
-    }
-
-    async fn lock_versions(&self, resources: &[ResourceName]) -> Result<Vec<i64>> {
-        locks::versions(&mut *self.conn().await?, resources).await
-    }
-
-    async fn collection_config(&self, collection: &CollectionName) -> Result<CollectionConfig> {
-        records::config(&mut *self.conn().await?, collection).await
-    }
-
-    async fn update_collection_config(
-        &self,
-        collection: &CollectionName,
-        change: ConfigChange<CollectionConfig>,
-        now: Timestamp,
-    ) -> Result<CollectionConfig> {
-        in_tx!(self.pool, db, |c| records::update_config(
-            c, collection, &change, now
-        )
-        .await)
-    }
-
-    async fn record_head(
-        &self,
-        collection: &CollectionName,
-        key: &RecordKey,
-    ) -> Result<Option<RecordHead>> {
-        records::head(&mut *self.conn().await?, collection, key, false).await
-    }
-
-    async fn write_record(&self, write: RecordWrite, now: Timestamp) -> Result<Written> {
-        let t = self.now(now);
-        in_tx!(self.pool, db, |c| records::write(c, &write, now, t).await)
-    }
-
-    async fn list_records(
-        &self,
-        collection: &CollectionName,
-        filter: &RecordFilter,
-    ) -> Result<Vec<Record>> {
-        records::list(&mut *self.conn().await?, collection, filter).await
-    }
-
-    async fn record_history(
-        &self,
-        collection: &CollectionName,
-        key: &RecordKey,
-        filter: &HistoryFilter,
-    ) -> Result<Vec<RecordVersion>> {
-        records::history(&mut *self.conn().await?, collection, key, filter).await
-    }
-
-    async fn record_version(
-        &self,
-        collection: &CollectionName,
-        key: &RecordKey,
-        version: Version,
-    ) -> Result<RecordVersion> {
-        records::version(&mut *self.conn().await?, collection, key, version).await
-    }
-
-    async fn save_conflict(&self, conflict: &ConflictObject) -> Result<ConflictId> {
-        records::save_conflict(&mut *self.conn().await?, conflict).await
-    }
-
-    async fn conflict(&self, id: ConflictId) -> Result<Option<ConflictObject>> {
-        records::conflict(&mut *self.conn().await?, id).await
-    }
-
-    async fn forget_conflicts(&self, now: Timestamp) -> Result<u64> {
-        records::forget_conflicts(&mut *self.conn().await?, now).await
-    }
-
     async fn create_principal(&self, name: &str, role: Role, now: Timestamp) -> Result<Principal> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO principals (name, role, created_at) VALUES ($1, $2, $3) \
@@ -545,7 +265,6 @@ impl Store for PgStore {
             role,
         })
     }
-
     async fn principal(&self, name: &str) -> Result<Option<Principal>> {
         sqlx::query("SELECT id, name, role FROM principals WHERE name = $1")
             .bind(name)
@@ -556,17 +275,6 @@ impl Store for PgStore {
             .map(sql::principal)
             .transpose()
     }
-
-    async fn principals(&self) -> Result<Vec<Principal>> {
-        sqlx::query("SELECT id, name, role FROM principals ORDER BY name")
-            .fetch_all(&mut *self.conn().await?)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(sql::principal)
-            .collect()
-    }
-
     async fn add_token(&self, principal_id: i64, token_hash: &[u8], now: Timestamp) -> Result<()> {
         let added = sqlx::query(
             "INSERT INTO tokens (hash, principal_id, created_at) \
@@ -583,7 +291,6 @@ impl Store for PgStore {
         }
         Ok(())
     }
-
     async fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<Principal>> {
         sqlx::query(
             "SELECT p.id, p.name, p.role FROM tokens t JOIN principals p ON p.id = t.principal_id \
@@ -597,4 +304,4 @@ impl Store for PgStore {
         .map(sql::principal)
         .transpose()
     }
-}
+});
