@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use baton::{Engine, Role, StoreSettings, redact};
+use baton::{Engine, Principal, Role, StoreSettings, redact};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 mod bench;
+mod demo;
 
 /// mimalloc: a request allocates many small, short-lived objects (JSON,
 /// rows, futures) across threads, which glibc's allocator serves slowly
@@ -81,8 +82,20 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage people (principals with a password, for the web pages).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Apply pending schema migrations and exit.
     Migrate {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Seed a realistic data set to try Baton with: people with passwords
+    /// (printed), a queue of customer requests, client and employee
+    /// records. Safe to run again.
+    Demo {
         #[command(flatten)]
         db: DbArg,
     },
@@ -108,6 +121,116 @@ enum TokenCommand {
         #[arg(long)]
         role: Role,
     },
+    /// List a principal's tokens: id and creation time (never the token).
+    List {
+        #[command(flatten)]
+        db: DbArg,
+        /// Principal name.
+        name: String,
+    },
+    /// Revoke one of a principal's tokens by its id (from `token list`).
+    Revoke {
+        #[command(flatten)]
+        db: DbArg,
+        /// Principal name.
+        name: String,
+        /// Token id: 16 hex digits.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a principal with a password. The password is read from
+    /// standard input (prompted for, without echo, on a terminal; else
+    /// the first line), never from the command line.
+    Create {
+        #[command(flatten)]
+        db: DbArg,
+        /// Principal name, e.g. `alice`.
+        name: String,
+        /// admin, supervisor, operator or app.
+        #[arg(long)]
+        role: Role,
+        /// Create it without a password (it cannot log in to the web
+        /// pages; give it a token with `baton token create`).
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Set a principal's password, read from standard input as for
+    /// `user create`.
+    Passwd {
+        #[command(flatten)]
+        db: DbArg,
+        /// Principal name.
+        name: String,
+    },
+    /// List every principal: name and role.
+    List {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+/// Who the CLI acts as: whoever can open the database is trusted with it.
+fn cli_admin() -> Principal {
+    Principal {
+        id: 0,
+        name: "baton-cli".into(),
+        role: Role::Admin,
+    }
+}
+
+/// Reads a password: prompted for twice without echo on a terminal, else
+/// the first line of standard input (without its line ending).
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_owned())
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            db,
+            name,
+            role,
+            no_password,
+        } => {
+            let password = if no_password {
+                None
+            } else {
+                Some(read_password()?)
+            };
+            let engine = db.open().await?;
+            let p = engine.create_user(&name, role, password.as_deref()).await?;
+            eprintln!("created {} ({})", p.name, p.role);
+        }
+        UserCommand::Passwd { db, name } => {
+            let password = read_password()?;
+            let engine = db.open().await?;
+            engine.set_password(&cli_admin(), &name, &password).await?;
+            eprintln!("password of {name} set");
+        }
+        UserCommand::List { db } => {
+            let engine = db.open().await?;
+            for p in engine.principals(&cli_admin()).await? {
+                println!("{}\t{}", p.name, p.role);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -129,7 +252,26 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Token {
+            command: TokenCommand::List { db, name },
+        } => {
+            let engine = db.open().await?;
+            for t in engine.tokens(&cli_admin(), &name).await? {
+                println!("{}\t{}", t.id, t.created_at.to_rfc3339());
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { db, name, id },
+        } => {
+            let engine = db.open().await?;
+            engine.revoke_token(&cli_admin(), &name, &id).await?;
+            eprintln!("token {id} of {name} revoked");
+            Ok(())
+        }
+        Command::User { command } => user(command).await,
         Command::Bench { scenario } => bench::run(scenario).await,
+        Command::Demo { db } => demo::run(&db.open().await?, &redact(&db.db)).await,
         Command::Migrate { db } => {
             db.open().await.context("migrating the database")?;
             eprintln!("{}: schema is up to date", redact(&db.db));
@@ -146,12 +288,24 @@ async fn serve(db_arg: &DbArg, listen: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     if let Some(token) = engine.ensure_admin().await? {
-        println!("First start: created principal `admin`. Its token (shown only once):");
-        println!("  {token}");
-        println!("Create more with: baton token create --db {db} --name NAME --role ROLE");
+        // The admin needs a password for the web pages too.
+        let password = baton::generate_token()
+            .trim_start_matches(baton::identity::TOKEN_PREFIX)
+            .chars()
+            .take(20)
+            .collect::<String>();
+        if let Some(admin) = engine.store().principal("admin").await? {
+            engine.set_password(&admin, "admin", &password).await?;
+        }
+        println!("First start: created principal `admin` (shown only once):");
+        println!("  API token: {token}");
+        println!("  password:  {password}");
+        println!(
+            "Create more with: baton user create --db {db} NAME --role ROLE, or try `baton demo --db {db}`"
+        );
     }
     println!(
-        "Baton is listening on http://{addr}  (API under /v1, OpenAPI at http://{addr}/openapi.json; database {db})"
+        "Baton is listening on http://{addr}  (open it in a browser; API under /v1, OpenAPI at http://{addr}/openapi.json; database {db})"
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -3,10 +3,11 @@
 //! Authorization is a business rule, so it lives here and is enforced by the
 //! engine, not by the HTTP layer: an in-process caller gets the same checks.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Error, Result};
+use crate::{Error, Result, Timestamp};
 
 /// The kind of principal, which decides what it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -153,6 +154,89 @@ pub fn validate_principal_name(name: &str) -> Result<()> {
     }
 }
 
+/// Shortest password accepted, in bytes.
+pub const MIN_PASSWORD_BYTES: usize = 8;
+/// Longest password accepted, in bytes (hashing cost grows with length;
+/// nobody types more).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Validates a new password: [`MIN_PASSWORD_BYTES`]..=[`MAX_PASSWORD_BYTES`]
+/// bytes. Refuses with `Error::invalid("password", ..)`.
+pub fn validate_password(password: &str) -> Result<()> {
+    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "password",
+            format!("{MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes"),
+        ))
+    }
+}
+
+/// Whether `who` may set the password of the principal named `name`:
+/// admins for anyone, everyone for themselves.
+pub fn may_set_password(who: &Principal, name: &str) -> Result<()> {
+    if who.name == name {
+        Ok(())
+    } else {
+        who.require(Action::ManagePrincipals)
+    }
+}
+
+/// A web login: who is signed in, until when.
+///
+/// The session's secret (held by the browser) is never stored, only its
+/// SHA-256; `id` is public and is the `session` label of every lock taken
+/// through the web, so that logging out can release them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// Public, non-secret identifier: `s-` and 16 hex digits.
+    pub id: String,
+    /// Who is signed in (as the principal is now, not as it was at login).
+    pub principal: Principal,
+    /// When the login happened.
+    pub created_at: DateTime<Utc>,
+    /// When the session stops being valid.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Session {
+    /// Whether the session is still valid at `now` (it is not once
+    /// `expires_at` is reached).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// How long a public session id is: `s-` and 16 hex digits.
+pub const SESSION_ID_LEN: usize = 18;
+
+/// An API token as listed: never the token, only an identifier derived
+/// from its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// The first 16 hex digits of the token's SHA-256 ([`token_id`]).
+    pub id: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The public id of a token: the first 16 hex digits (8 bytes) of its
+/// SHA-256 hash. Unique in practice (64 bits); a revocation naming an id
+/// that matched two tokens of one principal would revoke both.
+pub fn token_id(hash: &[u8]) -> String {
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Validates a token id as given by a caller: 16 lowercase hex digits.
+pub fn validate_token_id(id: &str) -> Result<()> {
+    if id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Error::invalid("id", "16 lowercase hex digits"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +267,58 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn passwords_have_limits() {
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password(&"x".repeat(1024)).is_ok());
+        let e = validate_password(&"x".repeat(1025)).unwrap_err();
+        assert!(matches!(e, Error::Invalid { ref field, .. } if field == "password"));
+        // Bytes, not characters: four 2-byte characters are 8 bytes.
+        assert!(validate_password("éééé").is_ok());
+    }
+
+    #[test]
+    fn who_may_set_a_password() {
+        let p = |name: &str, role| Principal {
+            id: 1,
+            name: name.into(),
+            role,
+        };
+        assert!(may_set_password(&p("alice", Role::Operator), "alice").is_ok());
+        assert!(may_set_password(&p("alice", Role::Operator), "bob").is_err());
+        assert!(may_set_password(&p("sup", Role::Supervisor), "bob").is_err());
+        assert!(may_set_password(&p("root", Role::Admin), "bob").is_ok());
+    }
+
+    #[test]
+    fn token_ids() {
+        let hash: Vec<u8> = (0u8..32).collect();
+        assert_eq!(token_id(&hash), "0001020304050607");
+        assert!(validate_token_id("0001020304050607").is_ok());
+        assert!(validate_token_id("000102030405060").is_err());
+        assert!(validate_token_id("000102030405060G").is_err());
+        assert!(validate_token_id("ABCDEF0123456789").is_err());
+    }
+
+    #[test]
+    fn sessions_end_at_their_expiry() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let s = Session {
+            id: "s-0123456789abcdef".into(),
+            principal: Principal {
+                id: 1,
+                name: "a".into(),
+                role: Role::Operator,
+            },
+            created_at: t,
+            expires_at: t + chrono::Duration::seconds(10),
+        };
+        assert_eq!(s.id.len(), SESSION_ID_LEN);
+        assert!(s.is_live(t + chrono::Duration::milliseconds(9_999)));
+        assert!(!s.is_live(t + chrono::Duration::seconds(10)));
     }
 
     #[test]

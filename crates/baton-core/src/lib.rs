@@ -11,6 +11,7 @@
 //! database. [`lock_model`] is the lock manager in memory: the executable
 //! specification every store's lock operations are compared with.
 
+pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod identity;
@@ -24,13 +25,18 @@ pub mod record_rules;
 pub mod records;
 pub mod rules;
 pub mod store;
+pub mod topics;
 
+pub use audit::{AuditArea, AuditCursor, AuditEntry, AuditFilter, ThroughputBucket, audit_limits};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result, StoreError};
-pub use identity::{Action, Principal, Role};
+pub use identity::{Action, Principal, Role, Session, TokenInfo};
 pub use locks::*;
 pub use merge::Change;
 pub use names::{CollectionName, Kind, QueueName, RecordKey};
 pub use queue::*;
 pub use records::*;
-pub use store::{ConfigChange, LockCallback, Store, Wakeups, WorkCallback};
+pub use store::{
+    ConfigChange, EventCallback, LockCallback, MAX_EVENT_PAYLOAD, Store, Wakeups, WorkCallback,
+};
+pub use topics::Topic;

@@ -78,7 +78,7 @@ pub fn check_lock(
     };
     let Some(id) = id else {
         return refuse(
-            "this collection's lock policy requires an exclusive lock on the record: acquire one              (POST /v1/locks) and name it in the Baton-Lock header"
+            "this collection's lock policy requires an exclusive lock on the record: acquire one (POST /v1/locks) and name it in the Baton-Lock header"
                 .to_owned(),
         );
     };
@@ -132,6 +132,12 @@ impl Applied {
             record: self.record.clone(),
             kind: self.version.kind,
             merged_from: self.version.merged_from,
+            changed: self
+                .version
+                .changes
+                .iter()
+                .map(|c| c.path.clone())
+                .collect(),
         }
     }
 }

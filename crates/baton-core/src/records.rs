@@ -427,6 +427,10 @@ pub struct Written {
     /// When the write was merged: from which versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<MergedFrom>,
+    /// JSON Pointers of the members this write changed (what live
+    /// `record.changed` events carry); not part of the HTTP answer.
+    #[serde(skip)]
+    pub changed: Vec<String>,
 }
 
 /// A change made since the caller's version, and who made it last.

@@ -26,13 +26,14 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use chrono::Duration;
 
+use crate::audit::{AuditEntry, AuditFilter};
 use crate::{
     Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
     ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent, ItemFilter, ItemId,
     Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem, Principal,
     QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead, RecordKey,
-    RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, SweepReport, TicketId,
-    Timestamp, Version, Written,
+    RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Session, SweepReport,
+    TicketId, Timestamp, TokenInfo, Version, Written,
 };
 
 /// How news of available work (and of resources that may have become
@@ -66,6 +67,15 @@ pub type LockCallback = Arc<dyn Fn(Option<&ResourceName>) + Send + Sync>;
 /// connection was lost) and every waiting claimer should look again.
 pub type WorkCallback = Arc<dyn Fn(Option<&QueueName>) + Send + Sync>;
 
+/// Called by a listening store with a live event another process
+/// published (the payload as published, see [`Store::publish_events`]),
+/// or `None` when events may have been missed (the connection was lost).
+pub type EventCallback = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// Largest payload of one event relayed between servers, in bytes
+/// (PostgreSQL's `NOTIFY` allows 8000).
+pub const MAX_EVENT_PAYLOAD: usize = 7900;
+
 /// A change of a queue's (or a collection's) settings, applied to the
 /// current ones inside the store's transaction (and possibly again, when
 /// the transaction is retried after losing a race). Refusing leaves the
@@ -88,6 +98,25 @@ pub trait Store: Send + Sync + 'static {
     /// Other stores ignore it.
     async fn listen(&self, on_work: WorkCallback) -> Result<()> {
         let _ = on_work;
+        Ok(())
+    }
+
+    /// For [`Wakeups::Notify`] stores: publishes live events, each a
+    /// payload of at most [`MAX_EVENT_PAYLOAD`] bytes, in order, to every
+    /// process listening with [`Store::listen_events`] (the publisher
+    /// included: payloads say who sent them). Other stores ignore it: their
+    /// events stay in the process that made them.
+    async fn publish_events(&self, payloads: &[String]) -> Result<()> {
+        let _ = payloads;
+        Ok(())
+    }
+
+    /// For [`Wakeups::Notify`] stores: starts delivering the payloads
+    /// published by [`Store::publish_events`] in any process to
+    /// `on_event`, in the order they were published, until the store is
+    /// dropped. Other stores ignore it.
+    async fn listen_events(&self, on_event: EventCallback) -> Result<()> {
+        let _ = on_event;
         Ok(())
     }
 
@@ -389,4 +418,62 @@ pub trait Store: Send + Sync + 'static {
 
     /// The principal a token hash belongs to, if any.
     async fn principal_by_token(&self, token_hash: &[u8]) -> Result<Option<Principal>>;
+
+    /// A principal's tokens (never the tokens, only their ids), oldest
+    /// first (ties by id). Empty for an unknown principal.
+    async fn tokens(&self, principal_id: i64) -> Result<Vec<TokenInfo>>;
+
+    /// Deletes the principal's tokens whose [`crate::identity::token_id`]
+    /// is `id`, atomically; returns their hashes (so caches can forget
+    /// them). `NotFound` when the principal has no such token (another
+    /// principal's token with that id is left alone).
+    async fn revoke_token(&self, principal_id: i64, id: &str) -> Result<Vec<Vec<u8>>>;
+
+    // ---- passwords and web sessions ----
+
+    /// Sets a principal's password hash (a PHC string), or removes it
+    /// with `None`. `NotFound` for an unknown name.
+    async fn set_password_hash(&self, name: &str, hash: Option<&str>) -> Result<()>;
+
+    /// A principal with its password hash (`None`: it has no password);
+    /// `None` for an unknown name.
+    async fn principal_with_password(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Principal, Option<String>)>>;
+
+    /// Stores a new session under the SHA-256 of its secret (the
+    /// principal is taken by id). `NotFound` for an unknown principal;
+    /// `AlreadyExists` when the hash or the public id is taken.
+    async fn create_session(&self, session: &Session, secret_hash: &[u8]) -> Result<()>;
+
+    /// The session stored under a secret's hash, expired or not, with its
+    /// principal as it is now; `None` when there is none.
+    async fn session_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Session>>;
+
+    /// Deletes the session stored under a secret's hash; returns it, or
+    /// `None` when there was none. Idempotent.
+    async fn delete_session(&self, secret_hash: &[u8]) -> Result<Option<Session>>;
+
+    /// Deletes the sessions whose `expires_at` is not after `now`;
+    /// returns how many. Idempotent.
+    async fn sweep_sessions(&self, now: Timestamp) -> Result<u64>;
+
+    // ---- audit trail and throughput ----
+
+    /// A page of the audit trail (see [`crate::audit`]): the entries
+    /// matching `filter`, newest first, strictly after `filter.before`,
+    /// at most `filter.limit` (assumed valid).
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// How many items of `queue` were completed at or after `since` and
+    /// before `until`, per bucket of `bucket_ms` milliseconds counted from
+    /// `since`: `(bucket index, count)` for the buckets that have any.
+    async fn completion_counts(
+        &self,
+        queue: &QueueName,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, u64)>>;
 }

@@ -126,6 +126,10 @@ pub enum ProblemKind {
     Forbidden,
     /// 403: the caller does not hold the lease or lock it acts with.
     NotHolder,
+    /// 403: a request authenticated by a browser session cookie did not
+    /// carry the session's CSRF token (`X-CSRF-Token`, or `_csrf` in a
+    /// form).
+    Csrf,
     /// 404: no such item, queue or principal.
     NotFound,
     /// 404: no such route.
@@ -168,11 +172,12 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 22] = [
+    pub const ALL: [ProblemKind; 23] = [
         ProblemKind::Malformed,
         ProblemKind::Unauthorized,
         ProblemKind::Forbidden,
         ProblemKind::NotHolder,
+        ProblemKind::Csrf,
         ProblemKind::NotFound,
         ProblemKind::UnknownRoute,
         ProblemKind::MethodNotAllowed,
@@ -199,7 +204,7 @@ impl ProblemKind {
         match self {
             Malformed => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden | NotHolder => StatusCode::FORBIDDEN,
+            Forbidden | NotHolder | Csrf => StatusCode::FORBIDDEN,
             NotFound | UnknownRoute => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             StaleToken | WrongState | AlreadyExists | MergeConflict => StatusCode::CONFLICT,
@@ -224,6 +229,7 @@ impl ProblemKind {
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
             NotHolder => "not-holder",
+            Csrf => "csrf",
             NotFound => "not-found",
             UnknownRoute => "unknown-route",
             MethodNotAllowed => "method-not-allowed",
@@ -253,6 +259,7 @@ impl ProblemKind {
             Unauthorized => "Authentication required",
             Forbidden => "Not allowed for your role",
             NotHolder => "You do not hold this lease or lock",
+            Csrf => "Missing or wrong CSRF token",
             NotFound => "Not found",
             UnknownRoute => "No such route",
             MethodNotAllowed => "Method not allowed",

@@ -31,6 +31,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+mod web;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -52,12 +53,17 @@ pub struct HttpSettings {
     /// Largest accepted request body, in bytes (default 1 MiB). A larger
     /// body is refused with 413.
     pub body_limit: usize,
+    /// Length of the leases the operator desk takes, in seconds (default
+    /// 60). The page keeps them alive while it is open, so a short lease
+    /// only bounds how long a closed tab holds on to a request.
+    pub desk_lease_seconds: u32,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
+            desk_lease_seconds: 60,
         }
     }
 }
@@ -71,6 +77,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// The document served at `/openapi.json`.
     pub(crate) openapi: Arc<utoipa::openapi::OpenApi>,
+    /// The settings it was started with.
+    pub(crate) settings: Arc<HttpSettings>,
 }
 
 /// The whole application: every route, its middleware, and the fallbacks
@@ -95,8 +103,10 @@ fn app(engine: Engine, settings: HttpSettings, shutdown: CancellationToken) -> R
         engine,
         shutdown,
         openapi: Arc::new(openapi::finish(doc)),
+        settings: Arc::new(settings.clone()),
     };
     routes
+        .merge(web::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(settings.body_limit))

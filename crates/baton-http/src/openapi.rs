@@ -36,7 +36,9 @@ with a stable `type` of the form `urn:baton:problem:<slug>`."
         (name = "items", description = "Work an item under a lease; supervise; history"),
         (name = "records", description = "Versioned records: ETag/If-Match, merge, history, conflict objects"),
         (name = "locks", description = "Lock resources (shared/exclusive), keep locks alive, release, force, status, history"),
-        (name = "principals", description = "Identity and tokens"),
+        (name = "events", description = "Live events (server-sent events): items, leases, records, locks"),
+        (name = "principals", description = "Identity, passwords and tokens"),
+        (name = "audit", description = "The audit trail: who did what, when, to which item, lock or record"),
         (name = "operations", description = "Health, metrics, this document"),
     )
 )]

@@ -7,10 +7,14 @@
 const BACKEND: Option<baton_testkit::databases::Server> =
     Some(baton_testkit::databases::Server::MySql);
 
+#[path = "api/audit.rs"]
+mod audit;
 #[path = "api/claims.rs"]
 mod claims;
 #[path = "api/errors.rs"]
 mod errors;
+#[path = "api/events.rs"]
+mod events;
 #[path = "api/harness.rs"]
 mod harness;
 #[path = "api/items.rs"]
@@ -21,6 +25,8 @@ mod locks;
 mod openapi;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/principals.rs"]
+mod principals;
 #[path = "api/queues.rs"]
 mod queues;
 #[path = "api/records.rs"]

@@ -6,10 +6,14 @@
 /// The database backend of this test binary (`None`: SQLite).
 const BACKEND: Option<baton_testkit::databases::Server> = None;
 
+#[path = "api/audit.rs"]
+mod audit;
 #[path = "api/claims.rs"]
 mod claims;
 #[path = "api/errors.rs"]
 mod errors;
+#[path = "api/events.rs"]
+mod events;
 #[path = "api/harness.rs"]
 mod harness;
 #[path = "api/items.rs"]
@@ -20,6 +24,8 @@ mod locks;
 mod openapi;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/principals.rs"]
+mod principals;
 #[path = "api/queues.rs"]
 mod queues;
 #[path = "api/records.rs"]

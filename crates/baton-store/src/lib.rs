@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use baton_core::{Error, Result, Store};
 
+mod audit;
+pub mod bench;
 pub mod mysql;
 pub mod postgres;
 mod sql;

@@ -7,13 +7,15 @@
 
 use std::time::Duration as StdDuration;
 
+use baton_core::audit::AuditEntry;
 use baton_core::clock::from_millis;
+use baton_core::identity::token_id;
 use baton_core::lock_rules::{Hold, Queued};
 use baton_core::{
     CollectionName, Completion, EndCause, Error, EventKind, FencingToken, Item, ItemEvent,
     ItemState, Kind, Lease, Lock, LockEnd, LockEvent, LockEventKind, LockMode, MergedFrom,
     Principal, QueueName, Record, RecordHead, RecordKey, RecordVersion, ResourceHolder,
-    ResourceName, ResourceStatus, Result, Role, StoreError, Version,
+    ResourceName, ResourceStatus, Result, Role, Session, StoreError, TokenInfo, Version,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -780,6 +782,121 @@ where
         name: col(row, 1)?,
         role: col::<_, String>(row, 2)?.parse::<Role>()?,
     })
+}
+
+/// The columns of a session joined with its principal (`sessions s JOIN
+/// principals p`), in the order [`session`] reads.
+macro_rules! session_cols {
+    () => {
+        "p.id, p.name, p.role, s.id, s.created_at, s.expires_at"
+    };
+}
+pub(crate) use session_cols;
+
+/// Reads a session from a row selected with [`session_cols!`].
+pub(crate) fn session<R>(row: &R) -> Result<Session>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Session {
+        principal: principal(row)?,
+        id: col(row, 3)?,
+        created_at: from_millis(col(row, 4)?),
+        expires_at: from_millis(col(row, 5)?),
+    })
+}
+
+/// Reads a token's listing from a row selected as `hash, created_at`.
+pub(crate) fn token_info<R>(row: &R) -> Result<TokenInfo>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(TokenInfo {
+        id: token_id(&col::<_, Vec<u8>>(row, 0)?),
+        created_at: from_millis(col(row, 1)?),
+    })
+}
+
+/// The hashes among a principal's `hashes` whose token id is `id`;
+/// `NotFound` when none is.
+pub(crate) fn matching_tokens(hashes: Vec<Vec<u8>>, id: &str) -> Result<Vec<Vec<u8>>> {
+    let found: Vec<Vec<u8>> = hashes.into_iter().filter(|h| token_id(h) == id).collect();
+    if found.is_empty() {
+        return Err(Error::not_found("token", id));
+    }
+    Ok(found)
+}
+
+/// Reads an item event of the audit trail (see [`crate::audit::item_query`]).
+pub(crate) fn audit_item<R>(row: &R) -> Result<AuditEntry>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    crate::audit::item_entry(
+        col(row, 0)?,
+        col(row, 1)?,
+        col(row, 2)?,
+        col(row, 3)?,
+        col(row, 4)?,
+        col(row, 5)?,
+        col(row, 6)?,
+        &col::<_, String>(row, 7)?,
+    )
+}
+
+/// Reads a lock event of the audit trail (see [`crate::audit::lock_query`]).
+pub(crate) fn audit_lock<R>(row: &R) -> Result<AuditEntry>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    crate::audit::lock_entry(
+        col(row, 0)?,
+        col(row, 1)?,
+        col(row, 2)?,
+        col(row, 3)?,
+        col(row, 4)?,
+        col(row, 5)?,
+        col(row, 6)?,
+        col(row, 7)?,
+        col(row, 8)?,
+        &col::<_, String>(row, 9)?,
+    )
+}
+
+/// Reads a record version of the audit trail (see
+/// [`crate::audit::record_query`]).
+pub(crate) fn audit_record<R>(row: &R) -> Result<AuditEntry>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    crate::audit::record_entry(
+        col(row, 0)?,
+        col(row, 1)?,
+        col(row, 2)?,
+        col(row, 3)?,
+        col(row, 4)?,
+        col(row, 5)?,
+        col(row, 6)?,
+        (col(row, 7)?, col(row, 8)?),
+        col(row, 9)?,
+        &col::<_, String>(row, 10)?,
+    )
 }
 
 /// Counts what a sweep or a lazy recovery made ready, per queue.

@@ -4,7 +4,7 @@
 //! The `Store` trait's doc comments and [`baton_core::rules`] say what each
 //! operation means; the tests here hold every backend to it. The tests are
 //! plain `pub async fn`s, one area per module ([`queue_ops`], [`lease_ops`],
-//! [`refusals`], [`expiry`], [`supervision`], [`identity`], [`long_poll`],
+//! [`refusals`], [`expiry`], [`supervision`], [`identity`], [`audit`], [`long_poll`],
 //! [`concurrency`], [`model`] for work queues; [`lock_ops`],
 //! [`lock_waiting`], [`lock_concurrency`], [`lock_model`] for the lock
 //! manager; [`records`] for versioned records; [`database_clock`] for
@@ -74,6 +74,7 @@ macro_rules! assert_err {
     };
 }
 
+pub mod audit;
 pub mod concurrency;
 pub mod database_clock;
 pub mod databases;
@@ -81,6 +82,7 @@ pub mod expiry;
 pub mod harness;
 pub mod identity;
 pub mod lease_ops;
+pub mod live_events;
 pub mod lock_concurrency;
 pub mod lock_model;
 pub mod lock_ops;
@@ -218,6 +220,18 @@ macro_rules! __with_cases {
             identity::unknown_token_authenticates_nobody,
             identity::principals_are_listed_by_name,
             identity::bootstrap_principal_is_idempotent,
+            identity::tokens_are_listed_and_revoked,
+            identity::passwords_are_set_and_checked,
+            identity::sessions_last_until_they_expire_and_are_swept,
+            identity::logout_ends_the_session_and_releases_its_locks,
+            identity::concurrent_logins_get_their_own_sessions,
+            identity::failed_logins_take_as_long_as_a_wrong_password,
+            audit::audit_trail_shows_every_history_newest_first,
+            audit::audit_filters_by_actor_subject_and_time,
+            audit::audit_pages_never_skip_or_repeat,
+            audit::audit_is_for_supervisors_within_limits,
+            audit::throughput_counts_completions_per_bucket,
+            live_events::published_events_reach_listeners_in_order,
             long_poll::waiting_claim_is_woken_by_enqueue,
             long_poll::waiting_claim_times_out_with_none,
             long_poll::waiting_claim_is_woken_by_release,
@@ -378,6 +392,7 @@ mod tests {
             ("expiry", include_str!("expiry.rs")),
             ("supervision", include_str!("supervision.rs")),
             ("identity", include_str!("identity.rs")),
+            ("audit", include_str!("audit.rs")),
             ("long_poll", include_str!("long_poll.rs")),
             ("concurrency", include_str!("concurrency.rs")),
             ("model", include_str!("model.rs")),
@@ -387,6 +402,7 @@ mod tests {
             ("lock_concurrency", include_str!("lock_concurrency.rs")),
             ("lock_model", include_str!("lock_model.rs")),
             ("database_clock", include_str!("database_clock.rs")),
+            ("live_events", include_str!("live_events.rs")),
         ];
         let mut defined: Vec<String> = Vec::new();
         for (module, src) in sources {

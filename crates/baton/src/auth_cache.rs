@@ -1,12 +1,12 @@
-//! Recently authenticated tokens, so that a busy client's every request
-//! does not cost a database read (and, on SQLite, a hop to a reader
-//! thread).
+//! Recently authenticated tokens and web sessions, so that a busy
+//! client's every request does not cost a database read (and, on SQLite,
+//! a hop to a reader thread).
 //!
-//! Only successful lookups are kept, for [`TTL`]: principals and tokens
-//! cannot be deleted or changed today, so a cached answer is the answer
-//! the database would give. Whatever adds revocation or role changes must
-//! call [`AuthCache::clear`] (and, with several servers, accept that the
-//! others see the change within [`TTL`]).
+//! Only successful lookups are kept, for [`TTL`]. Whatever changes what a
+//! lookup would answer on this server removes the entry at once: token
+//! revocation removes the token's hash, logout the session's. Principals
+//! cannot be deleted or have their role changed today. With several
+//! servers, the others see a revocation or a logout within [`TTL`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,37 +14,52 @@ use std::time::{Duration, Instant};
 
 use baton_core::Principal;
 
-/// How long a successful authentication is remembered.
+/// How long a successful lookup is remembered.
 pub const TTL: Duration = Duration::from_secs(10);
 
-/// Most tokens remembered; the cache starts over when full.
+/// Most entries remembered; the cache starts over when full.
 const CAPACITY: usize = 10_000;
 
-/// Token hash → principal, with the time it was looked up.
-#[derive(Default)]
-pub(crate) struct AuthCache {
-    map: Mutex<HashMap<Vec<u8>, (Principal, Instant)>>,
+/// Secret hash → what it authenticates, with the time it was looked up.
+pub(crate) struct AuthCache<V = Principal> {
+    map: Mutex<HashMap<Vec<u8>, (V, Instant)>>,
 }
 
-impl AuthCache {
-    /// The principal of a token hash looked up less than [`TTL`] ago.
-    pub(crate) fn get(&self, hash: &[u8]) -> Option<Principal> {
+impl<V> Default for AuthCache<V> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Clone> AuthCache<V> {
+    /// The value of a hash looked up less than [`TTL`] ago.
+    pub(crate) fn get(&self, hash: &[u8]) -> Option<V> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < TTL)
-            .map(|(p, _)| p.clone())
+            .map(|(v, _)| v.clone())
     }
 
     /// Remembers a successful lookup.
-    pub(crate) fn put(&self, hash: Vec<u8>, principal: Principal) {
+    pub(crate) fn put(&self, hash: Vec<u8>, value: V) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= CAPACITY {
             map.clear();
         }
-        map.insert(hash, (principal, Instant::now()));
+        map.insert(hash, (value, Instant::now()));
     }
 
-    /// Forgets everything (for revocation, when it exists).
+    /// Forgets one hash (a revoked token, a closed session).
+    pub(crate) fn remove(&self, hash: &[u8]) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
+    /// Forgets everything.
     #[allow(dead_code)]
     pub(crate) fn clear(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -57,8 +72,8 @@ mod tests {
     use baton_core::Role;
 
     #[test]
-    fn remembers_hits_and_starts_over_when_full() {
-        let c = AuthCache::default();
+    fn remembers_hits_forgets_on_request_and_starts_over_when_full() {
+        let c: AuthCache = AuthCache::default();
         let p = Principal {
             id: 1,
             name: "alice".into(),
@@ -66,11 +81,15 @@ mod tests {
         };
         assert_eq!(c.get(b"h"), None);
         c.put(b"h".to_vec(), p.clone());
+        c.put(b"g".to_vec(), p.clone());
         assert_eq!(c.get(b"h"), Some(p.clone()));
+        c.remove(b"h");
+        assert_eq!(c.get(b"h"), None, "removed");
+        assert_eq!(c.get(b"g"), Some(p.clone()), "others stay");
         for i in 0..CAPACITY {
             c.put(i.to_le_bytes().to_vec(), p.clone());
         }
-        assert_eq!(c.get(b"h"), None, "cleared when it filled up");
+        assert_eq!(c.get(b"g"), None, "cleared when it filled up");
         c.clear();
         assert_eq!(c.get(&0usize.to_le_bytes()), None);
     }

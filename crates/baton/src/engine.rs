@@ -9,17 +9,22 @@ use baton_core::{
     Action, ClaimRequest, Claimed, Clock, CompleteRequest, Error, FencingToken, Item, ItemEvent,
     ItemFilter, ItemId, ItemState, NewItem, Principal, QueueConfig, QueueName, QueueStats,
     ResourceName, Result, Role, Store, SweepReport, SystemClock, Timestamp, Wakeups,
-    delay_duration, identity, lease_duration, limits,
+    delay_duration, lease_duration, limits,
 };
 use chrono::Duration;
 use metrics::counter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod audit;
+mod identity;
+mod live;
 mod records;
 
 use crate::auth_cache::AuthCache;
+use crate::events::{Bus, BusLimits, EventKind};
 use crate::identity::{generate_token, hash_token};
+use crate::lease_watch::LeaseWatch;
 use crate::lock_waiters::LockWaiters;
 use crate::waiters::Waiters;
 
@@ -38,6 +43,8 @@ pub struct EngineSettings {
     /// How long an ended lock is kept, so its holder can learn how and why
     /// it ended (`GET /v1/locks/{id}`).
     pub lock_retention: Duration,
+    /// How long a web session lasts after login.
+    pub session_ttl: Duration,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +56,7 @@ impl Default for EngineSettings {
                 baton_core::record_limits::CONFLICT_RETENTION_SECONDS,
             ),
             lock_retention: Duration::days(7),
+            session_ttl: Duration::hours(12),
         }
     }
 }
@@ -60,6 +68,15 @@ struct Inner {
     lock_waiters: LockWaiters,
     settings: EngineSettings,
     auth_cache: AuthCache,
+    session_cache: AuthCache<baton_core::Session>,
+    /// Password hashes computed at once: one per core, so a burst of
+    /// logins costs bounded memory and leaves cores for everything else.
+    hashing: tokio::sync::Semaphore,
+    bus: Bus,
+    leases: LeaseWatch,
+    /// This server's id among those sharing the database, for relayed
+    /// events.
+    origin: String,
 }
 
 /// Baton's engine. Cheap to clone; clones share everything.
@@ -71,14 +88,22 @@ pub struct Engine {
 impl Engine {
     /// An engine over `store`, reading time from `clock`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Self {
+        let bus = Bus::new(clock.now(), BusLimits::default());
         Self {
             inner: Arc::new(Inner {
+                bus,
+                leases: LeaseWatch::default(),
+                origin: format!("{:016x}", rand::random::<u64>()),
                 store,
                 clock,
                 waiters: Waiters::default(),
                 lock_waiters: LockWaiters::default(),
                 settings,
                 auth_cache: AuthCache::default(),
+                session_cache: AuthCache::default(),
+                hashing: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
             }),
         }
     }
@@ -120,6 +145,7 @@ impl Engine {
         let (item, created) = self.inner.store.enqueue(new, &who.name, self.now()).await?;
         if created {
             counter!("baton_items_enqueued_total").increment(1);
+            self.emit_item(EventKind::ItemEnqueued, &item, None);
             if item.state == ItemState::Ready {
                 self.wake(&item.queue, Some(&item.kind), 1);
             }
@@ -152,6 +178,7 @@ impl Engine {
                 (!wait.is_zero()).then(|| self.inner.waiters.register(&req.queue, &req.kinds));
             if let Some(claimed) = self.inner.store.claim(req.clone(), self.now()).await? {
                 counter!("baton_claims_total").increment(1);
+                self.claimed(&claimed);
                 // Dropping the waiter passes on a wake-up it may have got.
                 drop(waiter);
                 // This claim may have recovered more work lazily (expired
@@ -188,6 +215,11 @@ impl Engine {
             .heartbeat(id, &who.name, token, lease, self.now())
             .await;
         self.count_stale(&r);
+        if let Ok(item) = &r
+            && let Some(lease) = &item.lease
+        {
+            self.inner.leases.extend(item.id, lease, self.now());
+        }
         r
     }
 
@@ -209,6 +241,8 @@ impl Engine {
         self.count_stale(&r);
         let item = r?;
         counter!("baton_releases_total").increment(1);
+        self.inner.leases.forget(id, token);
+        self.emit_item(EventKind::ItemReleased, &item, None);
         self.wake_if_ready(&item);
         Ok(item)
     }
@@ -222,6 +256,7 @@ impl Engine {
     ) -> Result<Item> {
         who.require(Action::Work)?;
         let outcome = req.outcome.clone();
+        let token = req.token;
         let r = self
             .inner
             .store
@@ -230,6 +265,8 @@ impl Engine {
         self.count_stale(&r);
         let item = r?;
         counter!("baton_completions_total", "outcome" => outcome).increment(1);
+        self.inner.leases.forget(id, token);
+        self.emit_item(EventKind::ItemCompleted, &item, None);
         self.wake_if_ready(&item);
         Ok(item)
     }
@@ -237,8 +274,14 @@ impl Engine {
     /// Supervisor: takes the lease away; the item is ready again.
     pub async fn revoke(&self, who: &Principal, id: ItemId) -> Result<Item> {
         who.require(Action::Supervise)?;
+        let before = self.inner.store.item(id).await.ok().and_then(|i| i.lease);
         let item = self.inner.store.revoke(id, &who.name, self.now()).await?;
         counter!("baton_revocations_total").increment(1);
+        self.emit_item(EventKind::ItemRevoked, &item, None);
+        if let Some(lease) = before {
+            self.inner.leases.forget(id, lease.token);
+            self.emit_lease_lost(&item, &lease, "revoked", Some(&who.name));
+        }
         self.wake_if_ready(&item);
         Ok(item)
     }
@@ -247,6 +290,7 @@ impl Engine {
     pub async fn requeue(&self, who: &Principal, id: ItemId) -> Result<Item> {
         who.require(Action::Supervise)?;
         let item = self.inner.store.requeue(id, &who.name, self.now()).await?;
+        self.emit_item(EventKind::ItemRequeued, &item, None);
         self.wake_if_ready(&item);
         Ok(item)
     }
@@ -335,7 +379,8 @@ impl Engine {
     // ---- maintenance ----
 
     /// One sweep: expire overdue leases, promote due scheduled items,
-    /// forget old idempotency keys and expired conflict objects; then wake
+    /// forget old idempotency keys, expired conflict objects and expired
+    /// web sessions; then wake
     /// claimers for what became claimable.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let now = self.now();
@@ -345,6 +390,7 @@ impl Engine {
             .sweep(now, self.inner.settings.idempotency_retention)
             .await?;
         self.inner.store.forget_conflicts(now).await?;
+        self.inner.store.sweep_sessions(now).await?;
         counter!("baton_leases_expired_total").increment(report.expired);
         counter!("baton_items_parked_total").increment(report.parked);
         for (queue, n) in &report.became_ready {
@@ -354,7 +400,8 @@ impl Engine {
     }
 
     /// Runs [`Engine::sweep`] and [`Engine::sweep_locks`] every
-    /// `sweep_interval` until `shutdown`, and keeps waiting claimers and
+    /// `sweep_interval` until `shutdown`, runs the timer that publishes
+    /// `lease.expiring` and `lease.lost` (see [`crate::events`]), and keeps waiting claimers and
     /// lock requests informed of what other processes sharing the database
     /// commit (see [`Wakeups`]): by the store's notifications where it has
     /// them, otherwise by re-checking queues that have waiting claimers and
@@ -386,6 +433,7 @@ impl Engine {
                         },
                     ))
                     .await?;
+                self.relay_events(shutdown.clone()).await?;
             }
             Wakeups::Poll(every) => {
                 let engine = self.clone();
@@ -405,6 +453,7 @@ impl Engine {
                 });
             }
         }
+        tokio::spawn(self.clone().watch_leases(shutdown.clone()));
         let engine = self.clone();
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(engine.inner.settings.sweep_interval);
@@ -466,7 +515,7 @@ impl Engine {
     /// and a new token for it. The token is returned once and never stored.
     /// Used by the CLI and at first start; the caller is trusted.
     pub async fn bootstrap_principal(&self, name: &str, role: Role) -> Result<(Principal, String)> {
-        identity::validate_principal_name(name)?;
+        baton_core::identity::validate_principal_name(name)?;
         let now = self.now();
         let principal = match self.inner.store.principal(name).await? {
             Some(p) if p.role == role => p,
@@ -494,7 +543,7 @@ impl Engine {
         role: Role,
     ) -> Result<(Principal, String)> {
         who.require(Action::ManagePrincipals)?;
-        identity::validate_principal_name(name)?;
+        baton_core::identity::validate_principal_name(name)?;
         let now = self.now();
         let principal = self.inner.store.create_principal(name, role, now).await?;
         let token = generate_token();

@@ -16,11 +16,14 @@
 
 mod auth_cache;
 pub mod engine;
+pub mod events;
 pub mod identity;
+mod lease_watch;
 mod lock_waiters;
 mod waiters;
 
 pub use baton_core::*;
 pub use baton_store::{StoreSettings, redact};
 pub use engine::{Engine, EngineSettings};
-pub use identity::{generate_token, hash_token};
+pub use events::{Event, Subscription};
+pub use identity::{generate_token, hash_password, hash_token, verify_password};

@@ -113,7 +113,15 @@ pub async fn run(args: LocksArgs) -> anyhow::Result<Summary> {
     let rec = progress.collect(set, "acquire+release").await?;
     let elapsed = started.elapsed();
     let cycles = done.load(Ordering::Relaxed);
-    let verdict = check(&t, &sup, args.resources).await?;
+    let names: Vec<String> = (0..args.resources)
+        .map(|r| format!("{}/r{r}", t.run))
+        .collect();
+    let found = check(&t, &sup, &names).await?;
+    let verdict = Verdict {
+        ok: found.problems.is_empty(),
+        checked: found.checked(),
+        problems: found.problems,
+    };
     let summary = Summary::new(
         Run {
             scenario: "locks",
@@ -142,13 +150,45 @@ fn time(v: &Value) -> anyhow::Result<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(v.as_str().context("a time")?).context("an RFC 3339 time")
 }
 
-/// From each resource's history: tokens strictly increase in grant order,
-/// and no exclusive grant overlaps another grant of the same resource.
-async fn check(t: &Target, sup: &str, resources: usize) -> anyhow::Result<Verdict> {
+/// What the lock histories showed.
+pub(super) struct LockFindings {
+    /// Grants read, over all resources.
+    pub grants: usize,
+    /// Resources read.
+    pub resources: usize,
+    /// Resources with more history than one page: only their latest 1000
+    /// events were checked.
+    pub truncated: usize,
+    /// Every violation found.
+    pub problems: Vec<String>,
+}
+
+impl LockFindings {
+    /// What was checked, in words.
+    pub fn checked(&self) -> String {
+        format!(
+            "{} grants (per resource) on {} resources from the server's history: tokens increasing, no exclusive overlap{}",
+            self.grants,
+            self.resources,
+            if self.truncated > 0 {
+                format!(
+                    " ({} resources had more than 1000 events: only their latest 1000 were checked)",
+                    self.truncated
+                )
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// From each resource's history (read by supervisor `sup`): tokens
+/// strictly increase in grant order, and no exclusive grant overlaps
+/// another grant of the same resource.
+pub(super) async fn check(t: &Target, sup: &str, names: &[String]) -> anyhow::Result<LockFindings> {
     let mut problems = Vec::new();
     let (mut grants, mut truncated) = (0usize, 0usize);
-    for r in 0..resources {
-        let name = format!("{}/r{r}", t.run);
+    for name in names {
         let body: Value = t
             .client
             .get(format!(
@@ -227,18 +267,10 @@ async fn check(t: &Target, sup: &str, resources: usize) -> anyhow::Result<Verdic
             }
         }
     }
-    Ok(Verdict {
-        ok: problems.is_empty(),
-        checked: format!(
-            "{grants} grants (per resource) on {resources} resources from the server's history: tokens increasing, no exclusive overlap{}",
-            if truncated > 0 {
-                format!(
-                    " ({truncated} resources had more than 1000 events: only their latest 1000 were checked)"
-                )
-            } else {
-                String::new()
-            }
-        ),
+    Ok(LockFindings {
+        grants,
+        resources: names.len(),
+        truncated,
         problems,
     })
 }

@@ -11,7 +11,9 @@
 
 mod floor;
 mod locks;
+mod mixed;
 mod queue;
+mod records;
 mod report;
 mod server;
 mod waiters;
@@ -28,6 +30,13 @@ pub enum BenchCommand {
     /// Clients acquiring and releasing random resources (exclusive and
     /// shared) with TTLs.
     Locks(LocksArgs),
+    /// Clients doing read-modify-write with `If-Match` on a few hot
+    /// records, retrying on 412/409.
+    Records(RecordsArgs),
+    /// A desk: operators claim an item naming a customer, lock the
+    /// customer's record, update it with `If-Match` and the lock, release,
+    /// complete.
+    Mixed(MixedArgs),
     /// The same HTTP stack and client answering `GET /livez`.
     HttpFloor(FloorArgs),
     /// Many idle long-poll claimers (server in a child process): its
@@ -80,6 +89,24 @@ pub struct QueueArgs {
     /// Producers enqueueing during the measurement.
     #[arg(long, default_value_t = 0)]
     pub producers: usize,
+    /// Ready items bulk-loaded into the database before the server starts
+    /// (SQLite and PostgreSQL; the bench's own server only).
+    #[arg(long, default_value_t = 0)]
+    pub ready: u64,
+    /// Finished items bulk-loaded into the database before the server
+    /// starts, as if completed earlier.
+    #[arg(long, default_value_t = 0)]
+    pub done: u64,
+    /// After each completion the operator enqueues a new item, so the
+    /// queue keeps its size for the whole run (one more request per
+    /// operation, timed apart as `enqueue`).
+    #[arg(long)]
+    pub refill: bool,
+    /// Target claim+complete pairs per second over all operators (each
+    /// paces itself to its share); unlimited by default. For latency at
+    /// a given load, e.g. half the peak.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 /// `baton bench locks`.
@@ -96,6 +123,40 @@ pub struct LocksArgs {
     /// Fraction of acquires that are exclusive (the rest are shared).
     #[arg(long, default_value_t = 0.5)]
     pub exclusive: f64,
+}
+
+/// `baton bench records`.
+#[derive(Args, Clone)]
+pub struct RecordsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent clients, each looping read → modify → write.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Hot records the clients share (fewer records, more conflicts).
+    #[arg(long, default_value_t = 16)]
+    pub records: usize,
+    /// The collection's conflict policy: `reject` (a whole-document `PUT`;
+    /// a stale one is refused with 412) or `merge` (a `PATCH` of the
+    /// client's own member, merged three-way when stale).
+    #[arg(long, default_value = "reject")]
+    pub policy: String,
+}
+
+/// `baton bench mixed`.
+#[derive(Args, Clone)]
+pub struct MixedArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Concurrent operators.
+    #[arg(long, default_value_t = 64)]
+    pub operators: usize,
+    /// Customers (records, and the resources locked); each item names one.
+    #[arg(long, default_value_t = 256)]
+    pub customers: usize,
+    /// Items enqueued before the measurement starts.
+    #[arg(long, default_value_t = 20_000)]
+    pub items: usize,
 }
 
 /// `baton bench waiters`.
@@ -132,6 +193,14 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Locks(args) => {
             let json = args.common.json;
             (locks::run(args).await?, json)
+        }
+        BenchCommand::Records(args) => {
+            let json = args.common.json;
+            (records::run(args).await?, json)
+        }
+        BenchCommand::Mixed(args) => {
+            let json = args.common.json;
+            (mixed::run(args).await?, json)
         }
         BenchCommand::HttpFloor(args) => {
             let json = args.common.json;

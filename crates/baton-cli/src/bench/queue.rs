@@ -15,28 +15,44 @@ use super::QueueArgs;
 use super::report::{Progress, Recorder, Run, Summary, Verdict};
 use super::server::Target;
 
-/// One lease as the operator saw it.
-struct Lease {
-    item: i64,
-    token: i64,
-    from: DateTime<FixedOffset>,
-    to: DateTime<FixedOffset>,
+/// One lease as the operator saw it, from claim to completion.
+pub(super) struct Lease {
+    /// The item.
+    pub item: i64,
+    /// Its fencing token.
+    pub token: i64,
+    /// When it was claimed (server time).
+    pub from: DateTime<FixedOffset>,
+    /// When it was completed (server time).
+    pub to: DateTime<FixedOffset>,
 }
 
-fn time(v: &Value) -> Option<DateTime<FixedOffset>> {
+/// An RFC 3339 time of an answer.
+pub(super) fn time(v: &Value) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(v.as_str()?).ok()
 }
 
+/// The payload of the `i`-th item enqueued.
+pub(super) type Payload = Arc<dyn Fn(u64) -> Value + Send + Sync>;
+
 /// Enqueues `n` items with `tasks` concurrent producers.
-async fn fill(t: &Target, app: &str, queue: &str, n: usize, tasks: usize) -> anyhow::Result<()> {
+pub(super) async fn fill(
+    t: &Target,
+    app: &str,
+    queue: &str,
+    n: usize,
+    tasks: usize,
+    payload: Payload,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
     for _ in 0..tasks.max(1) {
-        let (client, url, app, next) = (
+        let (client, url, app, next, payload) = (
             t.client.clone(),
             format!("{}/v1/queues/{queue}/items", t.url),
             app.to_owned(),
             next.clone(),
+            payload.clone(),
         );
         set.spawn(async move {
             loop {
@@ -47,7 +63,7 @@ async fn fill(t: &Target, app: &str, queue: &str, n: usize, tasks: usize) -> any
                 let resp = client
                     .post(&url)
                     .bearer_auth(&app)
-                    .json(&json!({"kind": "task", "payload": {"n": i}}))
+                    .json(&json!({"kind": "task", "payload": payload(i)}))
                     .send()
                     .await?;
                 anyhow::ensure!(
@@ -71,7 +87,13 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
         (1..=10_000).contains(&args.operators),
         "--operators must be 1..=10000"
     );
-    let t = Target::start(&args.common, args.operators + args.producers).await?;
+    let prefill = (args.ready > 0 || args.done > 0).then_some(baton_store::bench::Prefill {
+        ready: args.ready,
+        done: args.done,
+    });
+    let progress = Progress::start("prefilling");
+    let t = Target::start_with(&args.common, args.operators + args.producers, prefill).await?;
+    progress.finish();
     let queue = t.run.clone();
     let app = t.principal(&format!("{}-app", t.run), "app").await?;
     let mut ops = Vec::with_capacity(args.operators);
@@ -79,16 +101,31 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
         ops.push(t.principal(&format!("{}-op{i}", t.run), "operator").await?);
     }
     let progress = Progress::start("enqueueing");
-    fill(&t, &app, &queue, args.items, 32).await?;
+    fill(
+        &t,
+        &app,
+        &queue,
+        args.items,
+        32,
+        Arc::new(|i| json!({ "n": i })),
+    )
+    .await?;
     progress.finish();
 
     let progress = Progress::start("claim+complete");
     let done = progress.counter();
     let leases: Arc<Mutex<Vec<Lease>>> = Arc::default();
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive");
+    }
+    // Each operator's time between two claims when paced.
+    let pace = args
+        .rate
+        .map(|r| std::time::Duration::from_secs_f64(args.operators as f64 / r));
     let started = Instant::now();
     let deadline = started + duration;
     let mut set: JoinSet<anyhow::Result<Recorder>> = JoinSet::new();
-    for token in ops {
+    for (n, token) in ops.into_iter().enumerate() {
         let (client, base, queue, done, leases) = (
             t.client.clone(),
             t.url.clone(),
@@ -96,11 +133,19 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
             done.clone(),
             leases.clone(),
         );
+        let refill = args.refill.then(|| app.clone());
+        let operators = args.operators;
         let wait = u32::from(args.producers > 0);
         set.spawn(async move {
             let mut rec = Recorder::default();
             let claim_url = format!("{base}/v1/queues/{queue}/claim");
+            // Paced operators start spread over one period.
+            let mut next = pace.map(|p| started + p.mul_f64(n as f64 / operators as f64));
             while Instant::now() < deadline {
+                if let (Some(at), Some(p)) = (next, pace) {
+                    tokio::time::sleep_until(at.into()).await;
+                    next = Some(at + p);
+                }
                 let t0 = Instant::now();
                 let resp = client
                     .post(&claim_url)
@@ -164,6 +209,22 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
                     to,
                 });
                 done.fetch_add(1, Ordering::Relaxed);
+                if let Some(app) = &refill {
+                    let t2 = Instant::now();
+                    match client
+                        .post(format!("{base}/v1/queues/{queue}/items"))
+                        .bearer_auth(app)
+                        .json(&json!({"kind": "task", "payload": {"refill": item}}))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == StatusCode::CREATED => {
+                            rec.latency("enqueue", t2.elapsed())
+                        }
+                        Ok(r) => rec.error(format!("enqueue {}", r.status().as_u16())),
+                        Err(_) => rec.error("enqueue transport"),
+                    }
+                }
             }
             Ok(rec)
         });
@@ -201,7 +262,7 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
     let elapsed = started.elapsed();
 
     let leases = std::mem::take(&mut *leases.lock().expect("lease log"));
-    let verdict = check(&t, &queue, &leases).await?;
+    let verdict = check(&t, &queue, &leases, args.done).await?;
     let summary = Summary::new(
         Run {
             scenario: "queue",
@@ -220,8 +281,14 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<Summary> {
 
 /// Checks the recorded history: every item completed at most once, its
 /// tokens strictly increasing and its leases never overlapping; and the
-/// server's own count of completions agrees with what the clients saw.
-async fn check(t: &Target, queue: &str, leases: &[Lease]) -> anyhow::Result<Verdict> {
+/// server's own count of completions agrees with what the clients saw
+/// (plus `done_before`, the finished items loaded before the run).
+pub(super) async fn check(
+    t: &Target,
+    queue: &str,
+    leases: &[Lease],
+    done_before: u64,
+) -> anyhow::Result<Verdict> {
     let mut problems = Vec::new();
     let mut by_item: HashMap<i64, Vec<&Lease>> = HashMap::new();
     for l in leases {
@@ -257,9 +324,9 @@ async fn check(t: &Target, queue: &str, leases: &[Lease]) -> anyhow::Result<Verd
         .and_then(|a| a.iter().find(|q| q["queue"] == queue))
         .context("the bench queue in the stats")?;
     let server_done = q["done"].as_u64().unwrap_or(0);
-    if server_done != leases.len() as u64 {
+    if server_done != leases.len() as u64 + done_before {
         problems.push(format!(
-            "the server counts {server_done} completions, the clients saw {}",
+            "the server counts {server_done} completions, the clients saw {} (and {done_before} were loaded finished)",
             leases.len()
         ));
     }

@@ -15,9 +15,16 @@ use serde::Serialize;
 pub struct Recorder {
     latencies: BTreeMap<&'static str, Histogram<u64>>,
     errors: BTreeMap<String, u64>,
+    counts: BTreeMap<&'static str, u64>,
 }
 
 impl Recorder {
+    /// Counts an expected event that is not an operation (`"conflicts"`),
+    /// reported per second.
+    pub fn count(&mut self, what: &'static str) {
+        *self.counts.entry(what).or_default() += 1;
+    }
+
     /// Records how long one request of kind `what` took.
     pub fn latency(&mut self, what: &'static str, took: Duration) {
         // Microseconds, 1 µs .. 10 min, 3 significant figures.
@@ -44,6 +51,9 @@ impl Recorder {
         }
         for (k, n) in other.errors {
             *self.errors.entry(k).or_default() += n;
+        }
+        for (k, n) in other.counts {
+            *self.counts.entry(k).or_default() += n;
         }
     }
 }
@@ -95,6 +105,8 @@ pub struct Summary {
     pub operations_per_second: f64,
     /// HTTP requests per second (all kinds).
     pub requests_per_second: f64,
+    /// Other counted events per second (`conflicts`).
+    pub rates: BTreeMap<String, f64>,
     /// Latency per kind of request.
     pub latency: Vec<Latency>,
     /// Unexpected answers by request and status.
@@ -142,6 +154,11 @@ impl Summary {
             operations,
             operations_per_second: operations as f64 / seconds,
             requests_per_second: requests as f64 / seconds,
+            rates: rec
+                .counts
+                .iter()
+                .map(|(k, n)| ((*k).to_owned(), *n as f64 / seconds))
+                .collect(),
             latency: rec
                 .latencies
                 .iter()
@@ -172,6 +189,9 @@ impl fmt::Display for Summary {
             "  {:>10.0} {}/s   ({} in all; {:.0} HTTP requests/s)",
             self.operations_per_second, self.operation, self.operations, self.requests_per_second
         )?;
+        for (k, r) in &self.rates {
+            writeln!(f, "  {r:>10.0} {k}/s")?;
+        }
         writeln!(
             f,
             "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -30,6 +30,17 @@ pub struct Target {
 impl Target {
     /// Starts a server in this process (or takes the one at `--url`).
     pub async fn start(common: &Common, connections: usize) -> anyhow::Result<Target> {
+        Self::start_with(common, connections, None).await
+    }
+
+    /// Starts a server in this process, first bulk-loading its database
+    /// with a queue named after the run (see
+    /// [`baton_store::bench::prefill_queue`]).
+    pub async fn start_with(
+        common: &Common,
+        connections: usize,
+        prefill: Option<baton_store::bench::Prefill>,
+    ) -> anyhow::Result<Target> {
         let client = Client::builder()
             .pool_max_idle_per_host(connections.max(1) * 2)
             .tcp_nodelay(true)
@@ -37,6 +48,10 @@ impl Target {
             .build()?;
         let run = format!("bench-{:08x}", rand::random::<u32>());
         if let (Some(url), Some(token)) = (&common.url, &common.token) {
+            anyhow::ensure!(
+                prefill.is_none(),
+                "a prefilled queue needs the bench's own server (no --url)"
+            );
             return Ok(Target {
                 url: url.trim_end_matches('/').to_owned(),
                 admin: token.clone(),
@@ -56,6 +71,11 @@ impl Target {
                 (db, Some(dir))
             }
         };
+        if let Some(what) = prefill {
+            baton_store::bench::prefill_queue(&db, &run, what)
+                .await
+                .with_context(|| format!("prefilling {}", baton::redact(&db)))?;
+        }
         let engine = Engine::open(&db)
             .await
             .with_context(|| format!("opening {}", baton::redact(&db)))?;

@@ -45,8 +45,8 @@ impl Server {
                 .expect("baton serve exited before listening")
                 .expect("read stdout");
             let trimmed = line.trim();
-            if trimmed.starts_with("baton_") {
-                admin_token = Some(trimmed.to_owned());
+            if let Some(token) = trimmed.strip_prefix("API token: ") {
+                admin_token = Some(token.to_owned());
             }
             if let Some(rest) = line.strip_prefix("Baton is listening on ") {
                 break rest.split_whitespace().next().expect("url").to_owned();
@@ -125,6 +125,14 @@ impl Api {
         }
     }
 
+    /// A request to this server as this principal, to send yourself
+    /// (e.g. to read a streaming body).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
     /// Sends a request; returns status and JSON body (Null when empty).
     pub async fn call(
         &self,
@@ -188,10 +196,20 @@ impl Api {
     }
 
     /// Creates a principal with `role` and returns a client for it.
+    /// Like any client of Baton, it retries a 503 (the store was briefly
+    /// out of connections on a loaded machine).
     pub async fn principal(&self, name: &str, role: &str) -> Api {
-        let (status, body) = self
-            .post("/v1/principals", json!({"name": name, "role": role}))
-            .await;
+        let mut attempt = 0;
+        let (status, body) = loop {
+            let (status, body) = self
+                .post("/v1/principals", json!({"name": name, "role": role}))
+                .await;
+            attempt += 1;
+            if status != StatusCode::SERVICE_UNAVAILABLE || attempt == 10 {
+                break (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
         assert_eq!(status, StatusCode::CREATED, "{body}");
         Api::new(&self.url, body["token"].as_str().expect("token"))
     }

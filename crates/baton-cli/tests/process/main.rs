@@ -4,10 +4,13 @@
 //! binary; the harness is in [`harness`].
 
 mod bench;
+mod demo;
 mod durability;
+mod events;
 mod expiry;
 mod harness;
 mod lock_race;
 mod race;
 mod record_race;
 mod restart;
+mod users;

@@ -68,7 +68,9 @@ pub struct AcquireBody {
     #[serde(default)]
     pub wait_seconds: u32,
     /// The caller's session label (one user, several tabs); `DELETE
-    /// /v1/sessions/{session}/locks` releases them together.
+    /// /v1/sessions/{session}/locks` releases them together. Defaults to
+    /// the browser session's id when the request is authenticated by the
+    /// session cookie.
     #[serde(default)]
     pub session: Option<String>,
     /// An absolute limit from the grant that no heartbeat extends, 1 ..=
@@ -129,14 +131,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn acquire(
     State(state): State<AppState>,
     Caller(who): Caller,
+    web: Option<axum::Extension<crate::auth::WebSession>>,
     headers: HeaderMap,
     Json(body): Json<AcquireBody>,
 ) -> Result<Response, ApiError> {
+    // A lock taken from a page without a label of its own is labelled with
+    // the browser session, so logging out releases it.
+    let session = body
+        .session
+        .or_else(|| web.map(|axum::Extension(s)| s.0.id));
     let req = LockRequest::new(
         resource_names(body.resources)?,
         body.mode,
         who.name.clone(),
-        body.session,
+        session,
         body.ttl_seconds,
         body.max_hold_seconds,
         idempotency_key(&headers)?,

@@ -3,6 +3,8 @@
 //! `#[utoipa::path]` to the OpenAPI document as it adds the route: the
 //! document and the router come from the same annotations.
 
+pub(crate) mod audit;
+pub(crate) mod events;
 pub(crate) mod items;
 pub(crate) mod locks;
 pub(crate) mod ops;
@@ -22,5 +24,7 @@ pub(crate) fn all() -> OpenApiRouter<AppState> {
         .merge(records::router())
         .merge(locks::router())
         .merge(principals::router())
+        .merge(audit::router())
+        .merge(events::router())
         .merge(ops::router())
 }

@@ -273,7 +273,12 @@ async fn unknown_things_are_404() {
         )
         .await
         .assert_problem(404, "not-found");
-    for path in ["/v1/nope", "/v2/queues", "/", "/v1/items/1/explode"] {
+    for path in [
+        "/v1/nope",
+        "/v2/queues",
+        "/no/such/page",
+        "/v1/items/1/explode",
+    ] {
         t.supervisor
             .call(Method::GET, path, None)
             .await
@@ -365,7 +370,12 @@ async fn a_body_over_the_limit_is_413() {
     t.stop().await;
 
     // A configured limit.
-    let Some(t) = TestApp::start_with(baton_http::HttpSettings { body_limit: 64 }).await else {
+    let Some(t) = TestApp::start_with(baton_http::HttpSettings {
+        body_limit: 64,
+        ..Default::default()
+    })
+    .await
+    else {
         return;
     };
     let a = t

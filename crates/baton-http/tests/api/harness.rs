@@ -24,6 +24,8 @@ pub struct TestApp {
     pub app: Api,
     /// No token at all.
     pub anonymous: Api,
+    /// The engine the server runs (a clone: shares everything with it).
+    pub engine: Engine,
     pub shutdown: CancellationToken,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
     // The temporary directory or test database; dropped last.
@@ -73,7 +75,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(baton_http::serve(
             listener,
-            engine,
+            engine.clone(),
             settings,
             shutdown.clone(),
         ));
@@ -85,6 +87,7 @@ impl TestApp {
             bob: api(&tokens[3]),
             app: api(&tokens[4]),
             anonymous: Api::new(&url, None),
+            engine,
             url,
             shutdown,
             server: Some(server),

@@ -16,18 +16,22 @@ mod records;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
+use baton_core::audit::{AuditEntry, AuditFilter, newest_first};
 use baton_core::clock::to_millis;
 use baton_core::{
     Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
     ConfigChange, ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent,
     ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem,
     Principal, QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead,
-    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Store,
-    StoreError, SweepReport, TicketId, Timestamp, Version, Wakeups, Written, rules,
+    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Session,
+    Store, StoreError, SweepReport, TicketId, Timestamp, TokenInfo, Version, Wakeups, Written,
+    rules,
 };
 use chrono::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor};
+
+use sqlx::AssertSqlSafe;
 
 use crate::sql::{self, StoreSettings, in_tx};
 
@@ -154,6 +158,23 @@ impl MySqlStore {
     }
 }
 
+/// Reads one audit entry from a row of its history's query.
+type AuditRow = fn(&sqlx::mysql::MySqlRow) -> Result<AuditEntry>;
+
+/// Binds a query's parameters in order.
+fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::MySql, <sqlx::MySql as sqlx::Database>::Arguments>,
+    args: Vec<crate::audit::Arg>,
+) -> sqlx::query::Query<'q, sqlx::MySql, <sqlx::MySql as sqlx::Database>::Arguments> {
+    for a in args {
+        q = match a {
+            crate::audit::Arg::Int(i) => q.bind(i),
+            crate::audit::Arg::Text(s) => q.bind(s),
+        };
+    }
+    q
+}
+
 crate::sql::server_store!(MySqlStore, {
     fn backend(&self) -> &'static str {
         "mysql"
@@ -254,5 +275,186 @@ crate::sql::server_store!(MySqlStore, {
         .as_ref()
         .map(sql::principal)
         .transpose()
+    }
+
+    async fn tokens(&self, principal_id: i64) -> Result<Vec<TokenInfo>> {
+        sqlx::query(
+            "SELECT hash, created_at FROM tokens WHERE principal_id = ? ORDER BY created_at, hash",
+        )
+        .bind(principal_id)
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(sql::token_info)
+        .collect()
+    }
+    async fn revoke_token(&self, principal_id: i64, id: &str) -> Result<Vec<Vec<u8>>> {
+        in_tx!(self.pool, db, |c| async {
+            let hashes: Vec<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM tokens WHERE principal_id = ? FOR UPDATE")
+                    .bind(principal_id)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db)?;
+            let hashes = sql::matching_tokens(hashes, id)?;
+            for h in &hashes {
+                sqlx::query("DELETE FROM tokens WHERE hash = ?")
+                    .bind(h)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok::<_, Error>(hashes)
+        }
+        .await)
+    }
+    async fn set_password_hash(&self, name: &str, hash: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE principals SET password_hash = ? WHERE name = ?")
+            .bind(hash)
+            .bind(name)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("principal", name));
+        }
+        Ok(())
+    }
+    async fn principal_with_password(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Principal, Option<String>)>> {
+        sqlx::query("SELECT id, name, role, password_hash FROM principals WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(|r| Ok((sql::principal(r)?, sql::col(r, 3)?)))
+            .transpose()
+    }
+    async fn create_session(&self, session: &Session, secret_hash: &[u8]) -> Result<()> {
+        let added = sqlx::query(
+            "INSERT INTO sessions (hash, id, principal_id, created_at, expires_at) \
+             SELECT ?, ?, id, ?, ? FROM principals WHERE id = ?",
+        )
+        .bind(secret_hash)
+        .bind(&session.id)
+        .bind(to_millis(session.created_at))
+        .bind(to_millis(session.expires_at))
+        .bind(session.principal.id)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(|e| {
+            if is_duplicate(&e) {
+                Error::AlreadyExists(format!("session {} exists", session.id))
+            } else {
+                db(e)
+            }
+        })?;
+        if added.rows_affected() == 0 {
+            return Err(Error::not_found("principal", session.principal.id));
+        }
+        Ok(())
+    }
+    async fn session_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            sql::session_cols!(),
+            " FROM sessions s JOIN principals p ON p.id = s.principal_id WHERE s.hash = ?"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(sql::session)
+        .transpose()
+    }
+    async fn delete_session(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        in_tx!(self.pool, db, |c| async {
+            let found = sqlx::query(concat!(
+                "SELECT ",
+                sql::session_cols!(),
+                " FROM sessions s JOIN principals p ON p.id = s.principal_id \
+                 WHERE s.hash = ? FOR UPDATE"
+            ))
+            .bind(secret_hash)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(sql::session)
+            .transpose()?;
+            if found.is_some() {
+                sqlx::query("DELETE FROM sessions WHERE hash = ?")
+                    .bind(secret_hash)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok::<_, Error>(found)
+        }
+        .await)
+    }
+    async fn sweep_sessions(&self, now: Timestamp) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(to_millis(now))
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .rows_affected())
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        use crate::audit::{Dialect, item_query, lock_query, record_query};
+        let mut c = self.conn().await?;
+        let mut pages = Vec::with_capacity(3);
+        for (q, read) in [
+            (
+                item_query(Dialect::MySql, filter),
+                sql::audit_item as AuditRow,
+            ),
+            (
+                lock_query(Dialect::MySql, filter),
+                sql::audit_lock as AuditRow,
+            ),
+            (
+                record_query(Dialect::MySql, filter),
+                sql::audit_record as AuditRow,
+            ),
+        ] {
+            let rows = bind_args(sqlx::query(AssertSqlSafe(q.sql)), q.args)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db)?;
+            pages.push(rows.iter().map(read).collect::<Result<Vec<_>>>()?);
+        }
+        Ok(newest_first(pages, filter.limit))
+    }
+    async fn completion_counts(
+        &self,
+        queue: &QueueName,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT CAST((completed_at - ?) DIV ? AS SIGNED), CAST(COUNT(*) AS SIGNED) FROM done_items \
+             WHERE queue = ? AND completed_at >= ? AND completed_at < ? GROUP BY 1",
+        )
+        .bind(to_millis(since))
+        .bind(bucket_ms)
+        .bind(queue.as_str())
+        .bind(to_millis(since))
+        .bind(to_millis(until))
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(b, n)| (b, n.max(0) as u64))
+            .collect())
     }
 });

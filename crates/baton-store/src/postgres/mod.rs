@@ -20,19 +20,22 @@ mod records;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use baton_core::audit::{AuditEntry, AuditFilter, newest_first};
 use baton_core::clock::to_millis;
 use baton_core::{
     Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
-    ConfigChange, ConflictId, ConflictObject, Error, FencingToken, HistoryFilter, Item, ItemEvent,
-    ItemFilter, ItemId, Lock, LockCallback, LockEvent, LockFilter, LockId, LockRequest,
-    LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing, Record,
-    RecordFilter, RecordHead, RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus,
-    Result, Role, Store, StoreError, SweepReport, TicketId, Timestamp, Version, Wakeups,
-    WorkCallback, Written, rules,
+    ConfigChange, ConflictId, ConflictObject, Error, EventCallback, FencingToken, HistoryFilter,
+    Item, ItemEvent, ItemFilter, ItemId, Lock, LockCallback, LockEvent, LockFilter, LockId,
+    LockRequest, LockSweepReport, NewItem, Principal, QueueConfig, QueueName, QueueStats, Queueing,
+    Record, RecordFilter, RecordHead, RecordKey, RecordVersion, RecordWrite, ResourceName,
+    ResourceStatus, Result, Role, Session, Store, StoreError, SweepReport, TicketId, Timestamp,
+    TokenInfo, Version, Wakeups, WorkCallback, Written, rules,
 };
 use chrono::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::task::JoinHandle;
+
+use sqlx::AssertSqlSafe;
 
 use crate::sql::{self, StoreSettings, in_tx};
 
@@ -58,6 +61,7 @@ pub struct PgStore {
     pool: PgPool,
     listener: Mutex<Option<JoinHandle<()>>>,
     lock_listener: Mutex<Option<JoinHandle<()>>>,
+    event_listener: Mutex<Option<JoinHandle<()>>>,
     /// Lock times from the database's clock (see
     /// [`StoreSettings::database_clock`]).
     database_clock: bool,
@@ -104,8 +108,19 @@ impl PgStore {
             pool,
             listener: Mutex::new(None),
             lock_listener: Mutex::new(None),
+            event_listener: Mutex::new(None),
             database_clock: settings.database_clock,
         })
+    }
+
+    /// Whether a principal with this id exists.
+    async fn principal_by_id(&self, id: i64) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM principals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .is_some())
     }
 
     /// The number of schema migrations this build knows.
@@ -138,9 +153,29 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        for listener in [&self.listener, &self.lock_listener] {
+        for listener in [&self.listener, &self.lock_listener, &self.event_listener] {
             if let Some(task) = listener.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 task.abort();
+            }
+        }
+    }
+}
+
+/// The channel of live events relayed between servers.
+const EVENTS_CHANNEL: &str = "baton_events";
+
+async fn event_listen_loop(mut listener: PgListener, on_event: EventCallback) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => on_event(Some(n.payload())),
+            Ok(None) => {
+                tracing::warn!("lost the PostgreSQL event connection; reconnecting");
+                on_event(None);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PostgreSQL event notifications unavailable; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                on_event(None);
             }
         }
     }
@@ -188,6 +223,23 @@ async fn listen_loop(mut listener: PgListener, on_work: WorkCallback) {
     }
 }
 
+/// Reads one audit entry from a row of its history's query.
+type AuditRow = fn(&sqlx::postgres::PgRow) -> Result<AuditEntry>;
+
+/// Binds a query's parameters in order.
+fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>,
+    args: Vec<crate::audit::Arg>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments> {
+    for a in args {
+        q = match a {
+            crate::audit::Arg::Int(i) => q.bind(i),
+            crate::audit::Arg::Text(s) => q.bind(s),
+        };
+    }
+    q
+}
+
 crate::sql::server_store!(PgStore, {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -201,6 +253,34 @@ crate::sql::server_store!(PgStore, {
         let task = tokio::spawn(listen_loop(listener, on_work));
         if let Some(old) = self
             .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+    async fn publish_events(&self, payloads: &[String]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        // One statement, one implicit transaction: delivered together, in
+        // array order, after every notification committed before.
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(EVENTS_CHANNEL)
+            .bind(payloads)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+    async fn listen_events(&self, on_event: EventCallback) -> Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(EVENTS_CHANNEL).await.map_err(db)?;
+        let task = tokio::spawn(event_listen_loop(listener, on_event));
+        if let Some(old) = self
+            .event_listener
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .replace(task)
@@ -303,5 +383,189 @@ crate::sql::server_store!(PgStore, {
         .as_ref()
         .map(sql::principal)
         .transpose()
+    }
+
+    async fn tokens(&self, principal_id: i64) -> Result<Vec<TokenInfo>> {
+        sqlx::query(
+            "SELECT hash, created_at FROM tokens WHERE principal_id = $1 ORDER BY created_at, hash",
+        )
+        .bind(principal_id)
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(sql::token_info)
+        .collect()
+    }
+    async fn revoke_token(&self, principal_id: i64, id: &str) -> Result<Vec<Vec<u8>>> {
+        in_tx!(self.pool, db, |c| async {
+            let hashes: Vec<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM tokens WHERE principal_id = $1 FOR UPDATE")
+                    .bind(principal_id)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db)?;
+            let hashes = sql::matching_tokens(hashes, id)?;
+            for h in &hashes {
+                sqlx::query("DELETE FROM tokens WHERE hash = $1")
+                    .bind(h)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok::<_, Error>(hashes)
+        }
+        .await)
+    }
+    async fn set_password_hash(&self, name: &str, hash: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE principals SET password_hash = $2 WHERE name = $1")
+            .bind(name)
+            .bind(hash)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("principal", name));
+        }
+        Ok(())
+    }
+    async fn principal_with_password(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Principal, Option<String>)>> {
+        sqlx::query("SELECT id, name, role, password_hash FROM principals WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(|r| Ok((sql::principal(r)?, sql::col(r, 3)?)))
+            .transpose()
+    }
+    async fn create_session(&self, session: &Session, secret_hash: &[u8]) -> Result<()> {
+        let added = sqlx::query(
+            "INSERT INTO sessions (hash, id, principal_id, created_at, expires_at) \
+             SELECT $1, $2, id, $4, $5 FROM principals WHERE id = $3 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(secret_hash)
+        .bind(&session.id)
+        .bind(session.principal.id)
+        .bind(to_millis(session.created_at))
+        .bind(to_millis(session.expires_at))
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(db)?;
+        if added.rows_affected() == 0 {
+            return Err(match self.principal_by_id(session.principal.id).await? {
+                true => Error::AlreadyExists(format!("session {} exists", session.id)),
+                false => Error::not_found("principal", session.principal.id),
+            });
+        }
+        Ok(())
+    }
+    async fn session_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            sql::session_cols!(),
+            " FROM sessions s JOIN principals p ON p.id = s.principal_id WHERE s.hash = $1"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&mut *self.conn().await?)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(sql::session)
+        .transpose()
+    }
+    async fn delete_session(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        in_tx!(self.pool, db, |c| async {
+            let found = sqlx::query(concat!(
+                "SELECT ",
+                sql::session_cols!(),
+                " FROM sessions s JOIN principals p ON p.id = s.principal_id \
+                 WHERE s.hash = $1 FOR UPDATE OF s"
+            ))
+            .bind(secret_hash)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(sql::session)
+            .transpose()?;
+            if found.is_some() {
+                sqlx::query("DELETE FROM sessions WHERE hash = $1")
+                    .bind(secret_hash)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db)?;
+            }
+            Ok::<_, Error>(found)
+        }
+        .await)
+    }
+    async fn sweep_sessions(&self, now: Timestamp) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(to_millis(now))
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(db)?
+            .rows_affected())
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        use crate::audit::{Dialect, item_query, lock_query, record_query};
+        // One snapshot: the three histories as of one moment.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db)?;
+        let mut pages = Vec::with_capacity(3);
+        for (q, read) in [
+            (
+                item_query(Dialect::Postgres, filter),
+                sql::audit_item as AuditRow,
+            ),
+            (
+                lock_query(Dialect::Postgres, filter),
+                sql::audit_lock as AuditRow,
+            ),
+            (
+                record_query(Dialect::Postgres, filter),
+                sql::audit_record as AuditRow,
+            ),
+        ] {
+            let rows = bind_args(sqlx::query(AssertSqlSafe(q.sql)), q.args)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            pages.push(rows.iter().map(read).collect::<Result<Vec<_>>>()?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(newest_first(pages, filter.limit))
+    }
+    async fn completion_counts(
+        &self,
+        queue: &QueueName,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT (completed_at - $2) / $4, count(*) FROM done_items \
+             WHERE queue = $1 AND completed_at >= $2 AND completed_at < $3 GROUP BY 1",
+        )
+        .bind(queue.as_str())
+        .bind(to_millis(since))
+        .bind(to_millis(until))
+        .bind(bucket_ms)
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(b, n)| (b, n.max(0) as u64))
+            .collect())
     }
 });

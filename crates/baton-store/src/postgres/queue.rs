@@ -76,6 +76,12 @@ pub(super) async fn config(c: &mut PgConnection, queue: &QueueName) -> Result<Qu
         .fetch_optional(&mut *c)
         .await
         .map_err(db)?;
+    parse_config(queue, json)
+}
+
+/// A queue's settings from its stored JSON (the defaults when the queue
+/// has no row).
+fn parse_config(queue: &QueueName, json: Option<String>) -> Result<QueueConfig> {
     match json {
         None => Ok(QueueConfig::default()),
         Some(j) => serde_json::from_str(&j).map_err(|e| {
@@ -125,38 +131,26 @@ async fn set_config(
     Ok(())
 }
 
-async fn insert_event(c: &mut PgConnection, ev: &ItemEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(ev.item_id)
-    .bind(ms(ev.at))
-    .bind(ev.kind.as_str())
-    .bind(ev.actor.as_deref())
-    .bind(ev.token.map(|t| t.0))
-    .bind(ev.queue.as_str())
-    .bind(ev.detail.to_string())
-    .execute(&mut *c)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-/// A live item, locked until the transaction ends.
-async fn lock_live(c: &mut PgConnection, id: ItemId) -> Result<Option<Item>> {
-    sqlx::query(concat!(
+/// A live item, locked until the transaction ends, with its queue's
+/// settings (read in the same round trip).
+async fn lock_live(c: &mut PgConnection, id: ItemId) -> Result<Option<(Item, QueueConfig)>> {
+    let Some(row) = sqlx::query(concat!(
         "SELECT ",
         item_cols!(),
-        " FROM items WHERE id = $1 FOR UPDATE"
+        ", (SELECT config FROM queues WHERE name = items.queue) AS queue_config \
+         FROM items WHERE id = $1 FOR UPDATE"
     ))
     .bind(id)
     .fetch_optional(&mut *c)
     .await
     .map_err(db)?
-    .as_ref()
-    .map(sql::item)
-    .transpose()
+    else {
+        return Ok(None);
+    };
+    let item = sql::item(&row)?;
+    let json: Option<String> = sqlx::Row::try_get(&row, "queue_config").map_err(db)?;
+    let cfg = parse_config(&item.queue, json)?;
+    Ok(Some((item, cfg)))
 }
 
 /// An item from the live or the done table.
@@ -177,60 +171,86 @@ pub(super) async fn load_any(c: &mut PgConnection, id: ItemId) -> Result<Option<
     .transpose()
 }
 
-/// Writes back the mutable columns of a live item.
-async fn save(c: &mut PgConnection, item: &Item) -> Result<()> {
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a live item's id and mutable columns as `$1` ..= `$17` (the
+/// order of the `UPDATE` in [`save_with_event`]).
+fn bind_item<'q>(q: PgQuery<'q>, item: &'q Item) -> PgQuery<'q> {
     let lease = item.lease.as_ref();
     let done = item.completion.as_ref();
-    sqlx::query(
-        "UPDATE items SET queue = $2, state = $3, available_at = $4, dedupe_key = $5, \
-         attempts = $6, token = $7, holder = $8, claimed_at = $9, lease_expires_at = $10, \
-         released_by = $11, released_until = $12, updated_at = $13, outcome = $14, note = $15, \
-         completed_by = $16, completed_at = $17 WHERE id = $1",
-    )
-    .bind(item.id)
-    .bind(item.queue.as_str())
-    .bind(item.state.as_str())
-    .bind(ms(item.available_at))
-    .bind(item.dedupe_key.as_deref())
-    .bind(i64::from(item.attempts))
-    .bind(item.token.0)
-    .bind(lease.map(|l| l.holder.as_str()))
-    .bind(lease.map(|l| ms(l.claimed_at)))
-    .bind(lease.map(|l| ms(l.expires_at)))
-    .bind(item.released_by.as_deref())
-    .bind(item.released_until.map(ms))
-    .bind(ms(item.updated_at))
-    .bind(done.map(|d| d.outcome.as_str()))
-    .bind(done.and_then(|d| d.note.as_deref()))
-    .bind(done.map(|d| d.by.as_str()))
-    .bind(done.map(|d| ms(d.at)))
-    .execute(&mut *c)
-    .await
-    .map_err(db)?;
+    q.bind(item.id)
+        .bind(item.queue.as_str())
+        .bind(item.state.as_str())
+        .bind(ms(item.available_at))
+        .bind(item.dedupe_key.as_deref())
+        .bind(i64::from(item.attempts))
+        .bind(item.token.0)
+        .bind(lease.map(|l| l.holder.as_str()))
+        .bind(lease.map(|l| ms(l.claimed_at)))
+        .bind(lease.map(|l| ms(l.expires_at)))
+        .bind(item.released_by.as_deref())
+        .bind(item.released_until.map(ms))
+        .bind(ms(item.updated_at))
+        .bind(done.map(|d| d.outcome.as_str()))
+        .bind(done.and_then(|d| d.note.as_deref()))
+        .bind(done.map(|d| d.by.as_str()))
+        .bind(done.map(|d| ms(d.at)))
+}
+
+/// Binds an event's columns as the next 7 parameters (the order of
+/// `item_events (item_id, at, kind, actor, token, queue, detail)`).
+fn bind_event<'q>(q: PgQuery<'q>, ev: &'q ItemEvent) -> PgQuery<'q> {
+    q.bind(ev.item_id)
+        .bind(ms(ev.at))
+        .bind(ev.kind.as_str())
+        .bind(ev.actor.as_deref())
+        .bind(ev.token.map(|t| t.0))
+        .bind(ev.queue.as_str())
+        .bind(ev.detail.to_string())
+}
+
+/// Writes back a live item and records its event, in one statement (one
+/// round trip).
+async fn save_with_event(c: &mut PgConnection, item: &Item, ev: &ItemEvent) -> Result<()> {
+    let q = sqlx::query(
+        "WITH saved AS (UPDATE items SET queue = $2, state = $3, available_at = $4, \
+         dedupe_key = $5, attempts = $6, token = $7, holder = $8, claimed_at = $9, \
+         lease_expires_at = $10, released_by = $11, released_until = $12, updated_at = $13, \
+         outcome = $14, note = $15, completed_by = $16, completed_at = $17 WHERE id = $1) \
+         INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
+         VALUES ($18, $19, $20, $21, $22, $23, $24)",
+    );
+    bind_event(bind_item(q, item), ev)
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
-/// Moves a completed item out of the live table and counts it.
-async fn archive(c: &mut PgConnection, item: &Item) -> Result<()> {
-    save(c, item).await?;
-    sqlx::query(
-        "WITH moved AS (DELETE FROM items WHERE id = $1 RETURNING *) \
-         INSERT INTO done_items SELECT * FROM moved",
-    )
-    .bind(item.id)
-    .execute(&mut *c)
-    .await
-    .map_err(db)?;
+/// Moves a completed item out of the live table with its new values,
+/// counts it and records its event, in one statement (one round trip):
+/// the row is deleted and inserted into `done_items` with the columns the
+/// rule changed, the others (kind, payload, priority, created_at) copied
+/// by the database.
+async fn archive_with_event(c: &mut PgConnection, item: &Item, ev: &ItemEvent) -> Result<()> {
     let shard: i16 = rand::random_range(0..DONE_SHARDS);
-    sqlx::query(
-        "INSERT INTO queue_done_counts (queue, shard, n) VALUES ($1, $2, 1) \
-         ON CONFLICT (queue, shard) DO UPDATE SET n = queue_done_counts.n + 1",
-    )
-    .bind(item.queue.as_str())
-    .bind(shard)
-    .execute(&mut *c)
-    .await
-    .map_err(db)?;
+    let q = sqlx::query(
+        "WITH moved AS (DELETE FROM items WHERE id = $1 RETURNING id, kind, payload, priority, created_at), \
+         archived AS (INSERT INTO done_items (id, queue, kind, payload, priority, state, available_at, \
+         dedupe_key, attempts, token, holder, claimed_at, lease_expires_at, released_by, \
+         released_until, created_at, updated_at, outcome, note, completed_by, completed_at) \
+         SELECT id, $2, kind, payload, priority, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         created_at, $13, $14, $15, $16, $17 FROM moved RETURNING id), \
+         counted AS (INSERT INTO queue_done_counts (queue, shard, n) \
+         SELECT $2, $18, count(*) FROM archived HAVING count(*) > 0 \
+         ON CONFLICT (queue, shard) DO UPDATE SET n = queue_done_counts.n + excluded.n) \
+         INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
+         VALUES ($19, $20, $21, $22, $23, $24, $25)",
+    );
+    bind_event(bind_item(q, item).bind(shard), ev)
+        .execute(&mut *c)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -260,10 +280,14 @@ pub(super) async fn enqueue(
     // on the unique index once the other commits; the transaction then
     // runs again and finds that item above.
     let (mut item, mut ev) = rules::enqueue(new, actor, now);
+    // The item and its event in one statement (one round trip).
     item.id = sqlx::query_scalar(
-        "INSERT INTO items (queue, kind, payload, priority, state, available_at, dedupe_key, \
-         attempts, token, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8) RETURNING id",
+        "WITH inserted AS (INSERT INTO items (queue, kind, payload, priority, state, available_at, \
+         dedupe_key, attempts, token, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8) RETURNING id), \
+         logged AS (INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
+         SELECT id, $9, $10, $11, NULL, $1, $12 FROM inserted) \
+         SELECT id FROM inserted",
     )
     .bind(item.queue.as_str())
     .bind(item.kind.as_str())
@@ -273,11 +297,15 @@ pub(super) async fn enqueue(
     .bind(ms(item.available_at))
     .bind(item.dedupe_key.as_deref())
     .bind(ms(now))
+    .bind(ms(ev.at))
+    .bind(ev.kind.as_str())
+    .bind(ev.actor.as_deref())
+    .bind(ev.detail.to_string())
     .fetch_one(&mut *c)
     .await
     .map_err(db)?;
     ev.item_id = item.id;
-    insert_event(c, &ev).await?;
+    debug_assert_eq!((ev.token, &ev.queue), (None, &item.queue));
     if item.state == ItemState::Ready {
         notify(c, &item.queue).await?;
     }
@@ -292,19 +320,21 @@ pub(super) async fn mutate(
     now: Timestamp,
     rule: impl FnOnce(&mut Item, &QueueConfig) -> Result<ItemEvent>,
 ) -> Result<Item> {
-    let mut item = match lock_live(c, id).await? {
-        Some(item) => item,
+    let (mut item, cfg) = match lock_live(c, id).await? {
+        Some(live) => live,
         // A done item: let the rule refuse it (stale token, wrong state).
         None => match load_any(c, id).await? {
-            Some(item) => item,
+            Some(item) => {
+                let cfg = config(c, &item.queue).await?;
+                (item, cfg)
+            }
             None => return Err(Error::not_found("item", id)),
         },
     };
-    let cfg = config(c, &item.queue).await?;
     let from = item.queue.clone();
     let ev = rule(&mut item, &cfg)?;
     if item.state == ItemState::Done {
-        archive(c, &item).await?;
+        archive_with_event(c, &item, &ev).await?;
     } else {
         if item.queue != from {
             // Escalated: the target queue must exist, and the dedupe key
@@ -324,12 +354,11 @@ pub(super) async fn mutate(
                 }
             }
         }
-        save(c, &item).await?;
+        save_with_event(c, &item, &ev).await?;
         if item.state == ItemState::Ready {
             notify(c, &item.queue).await?;
         }
     }
-    insert_event(c, &ev).await?;
     Ok(item)
 }
 
@@ -386,8 +415,7 @@ async fn expire_due(
             }
         };
         if let Some(ev) = rules::expire(&mut item, &qc, now) {
-            save(c, &item).await?;
-            insert_event(c, &ev).await?;
+            save_with_event(c, &item, &ev).await?;
             out.push((item.queue.clone(), item.state == ItemState::Ready));
         }
     }
@@ -400,12 +428,20 @@ pub(super) async fn claim(
     now: Timestamp,
 ) -> Result<Option<Claimed>> {
     // One claim of a holder at a time, in every process: the checks of
-    // steps 1 and 2 then stay true until this transaction commits.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('baton.claim:' || $1, 0))")
-        .bind(&req.holder)
-        .execute(&mut *c)
-        .await
-        .map_err(db)?;
+    // steps 1 and 2 then stay true until this transaction commits. The
+    // queue's settings come in the same round trip (the holder's lock
+    // does not guard them; a change racing this claim may or may not
+    // apply to it either way).
+    let json: Option<String> = sqlx::query_scalar(
+        "SELECT (SELECT config FROM queues WHERE name = $2) \
+         FROM pg_advisory_xact_lock(hashtextextended('baton.claim:' || $1, 0))",
+    )
+    .bind(&req.holder)
+    .bind(req.queue.as_str())
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db)?;
+    let cfg = parse_config(&req.queue, json)?;
     // 1. A retried claim: the same answer as the first time.
     if let Some(key) = &req.idempotency_key {
         let prior: Option<(i64, i64)> =
@@ -424,7 +460,6 @@ pub(super) async fn claim(
         }
     }
     // 2. Already holding as many live leases as allowed: return the oldest.
-    let cfg = config(c, &req.queue).await?;
     let held = items(
         sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'leased' AND holder = $2 AND lease_expires_at > $3 ORDER BY claimed_at, id"))
         .bind(req.queue.as_str())
@@ -465,8 +500,7 @@ pub(super) async fn claim(
     let mut item = sql::item(&row)?;
     debug_assert!(rules::claimable(&item, req, now));
     let ev = rules::claim(&mut item, req, now)?;
-    save(c, &item).await?;
-    insert_event(c, &ev).await?;
+    save_with_event(c, &item, &ev).await?;
     remember_key(c, req, &item, now).await?;
     let lease = item
         .lease

@@ -15,6 +15,7 @@
 //! suite still races many claimers against it.
 
 mod actor;
+mod audit;
 mod identity;
 mod locks;
 mod queue;
@@ -24,13 +25,14 @@ mod rows;
 use std::path::Path;
 
 use async_trait::async_trait;
+use baton_core::audit::{AuditEntry, AuditFilter};
 use baton_core::{
     Acquisition, ClaimRequest, Claimed, CollectionConfig, CollectionName, CompleteRequest,
     ConfigChange, ConflictId, ConflictObject, FencingToken, HistoryFilter, Item, ItemEvent,
     ItemFilter, ItemId, Lock, LockEvent, LockFilter, LockId, LockRequest, LockSweepReport, NewItem,
     Principal, QueueConfig, QueueName, QueueStats, Queueing, Record, RecordFilter, RecordHead,
-    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Store,
-    StoreError, SweepReport, TicketId, Timestamp, Version, Written,
+    RecordKey, RecordVersion, RecordWrite, ResourceName, ResourceStatus, Result, Role, Session,
+    Store, StoreError, SweepReport, TicketId, Timestamp, TokenInfo, Version, Written,
 };
 use chrono::Duration;
 use rusqlite::Connection;
@@ -44,6 +46,8 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0001_queues.sql")),
     M::up(include_str!("../../migrations/sqlite/0002_locks.sql")),
     M::up(include_str!("../../migrations/sqlite/0003_records.sql")),
+    M::up(include_str!("../../migrations/sqlite/0004_identity.sql")),
+    M::up(include_str!("../../migrations/sqlite/0005_audit.sql")),
 ];
 
 /// Number of reader connections.
@@ -500,6 +504,81 @@ impl Store for SqliteStore {
         let hash = token_hash.to_vec();
         self.readers
             .read(move |c| identity::principal_by_token(c, &hash))
+            .await
+    }
+
+    async fn tokens(&self, principal_id: i64) -> Result<Vec<TokenInfo>> {
+        self.readers
+            .read(move |c| identity::tokens(c, principal_id))
+            .await
+    }
+
+    async fn revoke_token(&self, principal_id: i64, id: &str) -> Result<Vec<Vec<u8>>> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |c| identity::revoke_token(c, principal_id, &id))
+            .await
+    }
+
+    async fn set_password_hash(&self, name: &str, hash: Option<&str>) -> Result<()> {
+        let (name, hash) = (name.to_owned(), hash.map(str::to_owned));
+        self.writer
+            .write(move |c| identity::set_password_hash(c, &name, hash.as_deref()))
+            .await
+    }
+
+    async fn principal_with_password(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Principal, Option<String>)>> {
+        let name = name.to_owned();
+        self.readers
+            .read(move |c| identity::principal_with_password(c, &name))
+            .await
+    }
+
+    async fn create_session(&self, session: &Session, secret_hash: &[u8]) -> Result<()> {
+        let (session, hash) = (session.clone(), secret_hash.to_vec());
+        self.writer
+            .write(move |c| identity::create_session(c, &session, &hash))
+            .await
+    }
+
+    async fn session_by_hash(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        let hash = secret_hash.to_vec();
+        self.readers
+            .read(move |c| identity::session_by_hash(c, &hash))
+            .await
+    }
+
+    async fn delete_session(&self, secret_hash: &[u8]) -> Result<Option<Session>> {
+        let hash = secret_hash.to_vec();
+        self.writer
+            .write(move |c| identity::delete_session(c, &hash))
+            .await
+    }
+
+    async fn sweep_sessions(&self, now: Timestamp) -> Result<u64> {
+        self.writer
+            .write(move |c| identity::sweep_sessions(c, now))
+            .await
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let filter = filter.clone();
+        self.readers.read(move |c| audit::audit(c, &filter)).await
+    }
+
+    async fn completion_counts(
+        &self,
+        queue: &QueueName,
+        since: Timestamp,
+        until: Timestamp,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        let queue = queue.clone();
+        self.readers
+            .read(move |c| audit::completion_counts(c, &queue, since, until, bucket_ms))
             .await
     }
 }

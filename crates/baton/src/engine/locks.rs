@@ -119,6 +119,7 @@ impl Engine {
                     if created {
                         counter!("baton_lock_grants_total", "mode" => lock.mode.as_str())
                             .increment(1);
+                        self.emit_lock_granted(&lock);
                     }
                     if waited {
                         counter!("baton_lock_waits_total", "outcome" => "granted").increment(1);
@@ -225,6 +226,7 @@ impl Engine {
             .await;
         let lock = self.count_stale_lock(r)?;
         count_end(&lock);
+        self.emit_lock_released(&lock, "released");
         self.wake_resources(&lock.resources);
         Ok(lock)
     }
@@ -245,6 +247,7 @@ impl Engine {
             .force_release_lock(id, &who.name, &reason, self.now())
             .await?;
         count_end(&lock);
+        self.emit_lock_released(&lock, "forced");
         self.wake_resources(&lock.resources);
         Ok(lock)
     }
@@ -261,6 +264,7 @@ impl Engine {
             .await?;
         for l in &locks {
             count_end(l);
+            self.emit_lock_released(l, "session");
             self.wake_resources(&l.resources);
         }
         Ok(locks)
@@ -370,6 +374,7 @@ impl Engine {
             .await?;
         for l in &report.expired {
             count_end(l);
+            self.emit_lock_released(l, "expired");
             self.wake_resources(&l.resources);
         }
         Ok(report)

@@ -125,6 +125,7 @@ impl Engine {
         match self.inner.store.write_record(write.clone(), now).await {
             Ok(written) => {
                 counter!("baton_record_writes_total", "kind" => written.kind.as_str()).increment(1);
+                self.emit_record(&written, matches!(write.op, baton_core::WriteOp::Delete));
                 Ok(written)
             }
             Err(e) => Err(self.refused(&write, e).await),
