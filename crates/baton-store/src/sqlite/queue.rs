@@ -37,19 +37,50 @@ fn ensure_queue(c: &Connection, queue: &QueueName, now: Timestamp) -> Result<()>
 }
 
 /// The queue's settings, or the defaults for an unknown queue.
+///
+/// Every claim and complete reads them; the row is read each time (so a
+/// change is seen at once, also one rolled back), but its JSON is parsed
+/// only when it differs from what this thread parsed last for the queue.
 pub(super) fn config(c: &Connection, queue: &QueueName) -> Result<QueueConfig> {
-    let json: Option<String> = c
-        .prepare_cached("SELECT config FROM queues WHERE name = ?1")
-        .db()?
-        .query_row([queue.as_str()], |r| r.get(0))
-        .optional()
-        .db()?;
-    match json {
-        None => Ok(QueueConfig::default()),
-        Some(j) => serde_json::from_str(&j).map_err(|e| {
-            StoreError::fatal(format!("queue {queue} has a corrupt config: {e}")).into()
-        }),
+    thread_local! {
+        static PARSED: std::cell::RefCell<std::collections::HashMap<String, (String, QueueConfig)>> =
+            Default::default();
     }
+    let mut stmt = c
+        .prepare_cached("SELECT config FROM queues WHERE name = ?1")
+        .db()?;
+    let mut rows = stmt.query([queue.as_str()]).db()?;
+    let Some(row) = rows.next().db()? else {
+        return Ok(QueueConfig::default());
+    };
+    let json = row
+        .get_ref(0)
+        .and_then(|v| {
+            v.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+            })
+        })
+        .db()?;
+    let cached = PARSED.with_borrow(|m| {
+        m.get(queue.as_str())
+            .filter(|(text, _)| text == json)
+            .map(|(_, config)| config.clone())
+    });
+    if let Some(config) = cached {
+        return Ok(config);
+    }
+    let config: QueueConfig = serde_json::from_str(json).map_err(|e| {
+        Error::from(StoreError::fatal(format!(
+            "queue {queue} has a corrupt config: {e}"
+        )))
+    })?;
+    PARSED.with_borrow_mut(|m| {
+        if m.len() >= 1024 {
+            m.clear();
+        }
+        m.insert(queue.as_str().to_owned(), (json.to_owned(), config.clone()));
+    });
+    Ok(config)
 }
 
 /// Applies `change` to the queue's settings (inside the writer's
