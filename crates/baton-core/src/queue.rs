@@ -121,8 +121,10 @@ pub struct Lease {
     /// The principal holding the item.
     pub holder: String,
     /// When the lease was granted.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub claimed_at: DateTime<Utc>,
     /// When the lease ends unless extended by a heartbeat.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -143,6 +145,7 @@ pub struct Completion {
     /// Who completed it.
     pub by: String,
     /// When.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub at: DateTime<Utc>,
 }
 
@@ -162,6 +165,7 @@ pub struct Item {
     /// Where it is in its life.
     pub state: ItemState,
     /// Not claimable before this time.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub available_at: DateTime<Utc>,
     /// Enqueueing the same key in the same queue while this item is not
     /// done returns this item.
@@ -177,12 +181,15 @@ pub struct Item {
     /// them.
     pub released_by: Option<String>,
     /// See `released_by`.
+    #[serde(serialize_with = "crate::clock::rfc3339::option")]
     pub released_until: Option<DateTime<Utc>>,
     /// How it ended, when [`ItemState::Done`].
     pub completion: Option<Completion>,
     /// When it was enqueued.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// Last change of any kind.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -534,6 +541,7 @@ pub struct ItemEvent {
     /// The item.
     pub item_id: ItemId,
     /// When.
+    #[serde(serialize_with = "crate::clock::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// What happened.
     pub kind: EventKind,

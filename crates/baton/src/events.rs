@@ -30,6 +30,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use baton_core::clock::rfc3339::Rfc3339;
 use baton_core::{Item, Lock, Timestamp, Topic};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -434,10 +435,10 @@ pub fn item_data(item: &Item) -> Value {
         "priority": item.priority,
         "holder": item.lease.as_ref().map(|l| &l.holder),
         "token": item.token.0,
-        "lease_expires_at": item.lease.as_ref().map(|l| l.expires_at),
+        "lease_expires_at": item.lease.as_ref().map(|l| Rfc3339(l.expires_at)),
         "attempts": item.attempts,
         "outcome": item.completion.as_ref().map(|c| &c.outcome),
-        "available_at": item.available_at,
+        "available_at": Rfc3339(item.available_at),
     })
 }
 
