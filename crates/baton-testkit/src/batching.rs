@@ -85,7 +85,11 @@ pub async fn simultaneous_claims_never_share_an_item(db: TestStore) {
     let h = Harness::new(db).await;
     let mut ids = Vec::new();
     for i in 0..60 {
-        ids.push(h.enqueue("q", if i % 2 == 0 { "a" } else { "b" }, i % 3).await.id);
+        ids.push(
+            h.enqueue("q", if i % 2 == 0 { "a" } else { "b" }, i % 3)
+                .await
+                .id,
+        );
     }
     let mut claims = Vec::new();
     for i in 0..64 {
@@ -102,15 +106,26 @@ pub async fn simultaneous_claims_never_share_an_item(db: TestStore) {
                 assert!(seen.insert(c.item.id), "item {} claimed twice", c.item.id);
                 assert_eq!(c.lease.holder, who.name);
                 assert_eq!(c.item.state, ItemState::Leased);
-                assert!(req.wants(&c.item.kind), "{} got a {}", who.name, c.item.kind);
+                assert!(
+                    req.wants(&c.item.kind),
+                    "{} got a {}",
+                    who.name,
+                    c.item.kind
+                );
             }
             None if req.kinds.is_empty() => empty_any = true,
             None => empty_a = true,
         }
     }
     let kind_a_left = ids.iter().step_by(2).any(|id| !seen.contains(id));
-    assert!(!(empty_a && kind_a_left), "an `a` claim found nothing while an `a` item was ready");
-    assert!(!(empty_any && seen.len() < ids.len()), "a claim found nothing while items were ready");
+    assert!(
+        !(empty_a && kind_a_left),
+        "an `a` claim found nothing while an `a` item was ready"
+    );
+    assert!(
+        !(empty_any && seen.len() < ids.len()),
+        "a claim found nothing while items were ready"
+    );
     for id in &seen {
         let claimed = h
             .history(*id)
@@ -120,7 +135,10 @@ pub async fn simultaneous_claims_never_share_an_item(db: TestStore) {
             .count();
         assert_eq!(claimed, 1, "item {id}");
     }
-    assert_eq!(h.ids_in_state("q", ItemState::Leased).await.len(), seen.len());
+    assert_eq!(
+        h.ids_in_state("q", ItemState::Leased).await.len(),
+        seen.len()
+    );
 }
 
 /// Two holders each send 12 claims at once to a queue allowing 3 leases
@@ -145,7 +163,10 @@ pub async fn simultaneous_claims_of_one_holder_respect_its_maximum(db: TestStore
             .expect("claim")
             .unwrap_or_else(|| panic!("{} got nothing", who.name));
         assert_eq!(c.lease.holder, who.name);
-        per_holder.entry(who.name.clone()).or_default().insert(c.item.id);
+        per_holder
+            .entry(who.name.clone())
+            .or_default()
+            .insert(c.item.id);
     }
     for who in [&a, &b] {
         let mine = &per_holder[&who.name];
@@ -196,7 +217,10 @@ pub async fn simultaneous_retries_with_one_key_get_one_claim(db: TestStore) {
         let c = answer.expect("claim").expect("items were left");
         match req.idempotency_key.as_deref() {
             Some(k) => {
-                by_key.entry(k).or_default().insert((c.item.id, c.lease.token));
+                by_key
+                    .entry(k)
+                    .or_default()
+                    .insert((c.item.id, c.lease.token));
             }
             None => assert!(all.insert(c.item.id), "item {} claimed twice", c.item.id),
         }
@@ -267,7 +291,11 @@ pub async fn simultaneous_claims_respect_each_holders_cooldown(db: TestStore) {
         got[1].item.id
     );
     for c in [&got[0], &got[2]] {
-        assert!(cooling.contains(&c.item.id), "{} skipped a better item", c.lease.holder);
+        assert!(
+            cooling.contains(&c.item.id),
+            "{} skipped a better item",
+            c.lease.holder
+        );
     }
     assert_ne!(got[0].item.id, got[2].item.id);
 }
@@ -316,7 +344,10 @@ pub async fn refused_completions_do_not_disturb_the_others(db: TestStore) {
         match (i % 5, answer) {
             (0 | 1, Ok(item)) => {
                 assert_eq!(item.state, ItemState::Done);
-                assert_eq!(item.completion.as_ref().map(|c| c.by.as_str()), Some(who.name.as_str()));
+                assert_eq!(
+                    item.completion.as_ref().map(|c| c.by.as_str()),
+                    Some(who.name.as_str())
+                );
                 *accepted.entry(*id).or_default() += 1;
             }
             // The duplicate that came second finds the item done.
@@ -341,7 +372,11 @@ pub async fn refused_completions_do_not_disturb_the_others(db: TestStore) {
                 .count();
             assert_eq!(completed, 1, "item {id}");
         } else {
-            assert_eq!(h.snapshot(id).await, before[&id], "refused item {id} changed");
+            assert_eq!(
+                h.snapshot(id).await,
+                before[&id],
+                "refused item {id} changed"
+            );
             h.accept(who, c).await;
         }
     }

@@ -2,9 +2,11 @@
 //! completions) waiting on the same store are served together by one
 //! transaction.
 //!
-//! There is no timer: the first request starts a batch of one at once;
-//! while a batch is in flight the next requests accumulate, and the next
-//! batch takes them all (up to [`MAX_BATCH`]). An idle store therefore adds
+//! There is no timer: a request starts a batch at once if fewer than
+//! `in_flight` batches are running (a few, so that the round trips of one
+//! overlap with another's); otherwise it waits, with every other request
+//! arriving meanwhile, for the next batch, which takes them all (up to
+//! [`MAX_BATCH`]). An idle store therefore adds
 //! no latency, and a busy one spends a transaction's round trips on many
 //! requests instead of one.
 //!
@@ -24,16 +26,13 @@ use tokio::sync::oneshot;
 /// The most requests one transaction serves.
 pub(super) const MAX_BATCH: usize = 64;
 
-/// How many batches of one kind may be in flight at once (each on its own
-/// connection); further requests wait for the next batch.
-const MAX_IN_FLIGHT: usize = 1;
-
 /// Runs one batch: one answer per job, in the jobs' order.
 type Runner<J, R> =
     Arc<dyn Fn(Vec<J>) -> Pin<Box<dyn Future<Output = Vec<Result<R>>> + Send>> + Send + Sync>;
 
 struct State<J, R> {
     pending: Vec<(J, oneshot::Sender<Result<R>>)>,
+    /// Batches in flight.
     running: usize,
 }
 
@@ -41,12 +40,15 @@ struct State<J, R> {
 /// documentation).
 pub(super) struct Batcher<J, R> {
     state: Mutex<State<J, R>>,
+    /// How many batches may be in flight at once, each on its own
+    /// connection; further requests wait for the next batch.
+    in_flight: usize,
     run: Runner<J, R>,
 }
 
 impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
-    /// A batcher whose batches `run` serves.
-    pub(super) fn new<F, Fut>(run: F) -> Arc<Self>
+    /// A batcher whose batches `run` serves, at most `in_flight` at once.
+    pub(super) fn new<F, Fut>(in_flight: usize, run: F) -> Arc<Self>
     where
         F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<R>>> + Send + 'static,
@@ -56,6 +58,7 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
                 pending: Vec::new(),
                 running: 0,
             }),
+            in_flight: in_flight.max(1),
             run: Arc::new(move |jobs| Box::pin(run(jobs))),
         })
     }
@@ -70,7 +73,7 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
         let lead = {
             let mut s = self.state();
             s.pending.push((job, tx));
-            let lead = s.running < MAX_IN_FLIGHT;
+            let lead = s.running < self.in_flight;
             if lead {
                 s.running += 1;
             }

@@ -110,13 +110,16 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::fatal(format!("migrating PostgreSQL: {e}")))?;
+        // A quarter of the pool each for batches of claims and of
+        // completions (measured: 4 of 16 beat 1, 2 and 16), half for the rest.
+        let in_flight = (settings.max_connections / 4).max(1) as usize;
         let claims = {
             let pool = pool.clone();
-            Batcher::new(move |jobs| claim_batches(pool.clone(), jobs))
+            Batcher::new(in_flight, move |jobs| claim_batches(pool.clone(), jobs))
         };
         let completions = {
             let pool = pool.clone();
-            Batcher::new(move |jobs: Vec<queue::CompleteJob>| {
+            Batcher::new(in_flight, move |jobs: Vec<queue::CompleteJob>| {
                 let pool = pool.clone();
                 async move {
                     match in_tx!(pool, db, |c| queue::complete_batch(c, &jobs).await) {
@@ -177,10 +180,7 @@ impl PgStore {
 
 /// Serves a batch of claims: one transaction per queue and `kinds` (run
 /// concurrently), answers in the jobs' order.
-async fn claim_batches(
-    pool: PgPool,
-    jobs: Vec<queue::ClaimJob>,
-) -> Vec<Result<Option<Claimed>>> {
+async fn claim_batches(pool: PgPool, jobs: Vec<queue::ClaimJob>) -> Vec<Result<Option<Claimed>>> {
     let n = jobs.len();
     // Groups in order of first appearance, each with its jobs' positions.
     let mut groups: Vec<(Vec<usize>, Vec<queue::ClaimJob>)> = Vec::new();
@@ -220,9 +220,7 @@ async fn claim_batches(
         }
     }
     out.into_iter()
-        .map(|a| {
-            a.unwrap_or_else(|| Err(StoreError::fatal("a claim batch failed").into()))
-        })
+        .map(|a| a.unwrap_or_else(|| Err(StoreError::fatal("a claim batch failed").into())))
         .collect()
 }
 

@@ -26,8 +26,9 @@ use std::collections::HashMap;
 
 use baton_core::clock::to_millis;
 use baton_core::{
-    ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent, ItemFilter, ItemId, ItemState,
-    NewItem, QueueConfig, QueueName, QueueStats, Result, StoreError, SweepReport, Timestamp, rules,
+    ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent, ItemFilter,
+    ItemId, ItemState, NewItem, QueueConfig, QueueName, QueueStats, Result, StoreError,
+    SweepReport, Timestamp, rules,
 };
 use chrono::Duration;
 use sqlx::PgConnection;
@@ -746,16 +747,23 @@ pub(super) async fn claim_batch(
     let mut holders: Vec<&str> = jobs.iter().map(|(r, _)| r.holder.as_str()).collect();
     holders.sort_unstable();
     holders.dedup();
-    // 0. The holders' locks, in one order; then the queue's settings.
-    let (_, json): (i64, Option<String>) = sqlx::query_as(
+    // 0. The holders' locks, in one order; then the queue's settings and
+    // whether lazy recovery has anything to do (read in the same round
+    // trip: neither is guarded by the holders' locks).
+    let (_, json, recover): (i64, Option<String>, bool) = sqlx::query_as(
         "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(k) FROM \
             (SELECT DISTINCT hashtextextended('baton.claim:' || h, 0) AS k \
              FROM unnest($1::text[]) AS h ORDER BY k) AS ordered) \
-         SELECT n.c, (SELECT config FROM queues WHERE name = $2) \
+         SELECT n.c, (SELECT config FROM queues WHERE name = $2), \
+         EXISTS (SELECT 1 FROM items WHERE queue = $2 AND state = 'scheduled' \
+                 AND available_at <= $3) \
+         OR EXISTS (SELECT 1 FROM items WHERE queue = $2 AND state = 'leased' \
+                 AND lease_expires_at <= $3) \
          FROM (SELECT count(*) AS c FROM locked) AS n",
     )
     .bind(&holders)
     .bind(queue.as_str())
+    .bind(ms(now))
     .fetch_one(&mut *c)
     .await
     .map_err(db)?;
@@ -806,9 +814,10 @@ pub(super) async fn claim_batch(
     let max = cfg.max_leases_per_holder as usize;
     let mut wanted: HashMap<&str, usize> = HashMap::new();
     for (r, _) in jobs {
-        let answered = r.idempotency_key.as_ref().is_some_and(|k| {
-            prior.contains_key(&(r.holder.clone(), k.clone()))
-        });
+        let answered = r
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| prior.contains_key(&(r.holder.clone(), k.clone())));
         if !answered {
             *wanted.entry(r.holder.as_str()).or_default() += 1;
         }
@@ -818,8 +827,9 @@ pub(super) async fn claim_batch(
         .map(|(h, n)| (*n).min(max.saturating_sub(held.get(*h).map_or(0, Vec::len))))
         .sum();
     // 3. Lazy recovery, once, if any request gets this far (one answered
-    // by its key or its held leases changes nothing else).
-    if limit > 0 {
+    // by its key or its held leases changes nothing else) and there is
+    // something to recover.
+    if limit > 0 && recover {
         let promoted = promote_due(c, Some(queue), now).await?;
         let expired = expire_due(c, Some(queue), now).await?;
         if !promoted.is_empty() || expired.iter().any(|(_, ready)| *ready) {
