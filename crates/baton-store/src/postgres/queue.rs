@@ -22,7 +22,7 @@
 //!   key) rolls the transaction back and runs it again, when it sees the
 //!   winner's row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use baton_core::clock::to_millis;
 use baton_core::{
@@ -810,15 +810,20 @@ pub(super) async fn claim_batch(
         }
     }
     // How many items the batch may take at most: per holder, its requests
-    // not answered by a key, up to what it may still hold.
+    // not answered by a key (a key sent twice counting once), up to what
+    // it may still hold.
     let max = cfg.max_leases_per_holder as usize;
     let mut wanted: HashMap<&str, usize> = HashMap::new();
+    let mut new_keys: HashSet<(&str, &str)> = HashSet::new();
     for (r, _) in jobs {
-        let answered = r
-            .idempotency_key
-            .as_ref()
-            .is_some_and(|k| prior.contains_key(&(r.holder.clone(), k.clone())));
-        if !answered {
+        let counts = match &r.idempotency_key {
+            Some(k) => {
+                !prior.contains_key(&(r.holder.clone(), k.clone()))
+                    && new_keys.insert((r.holder.as_str(), k.as_str()))
+            }
+            None => true,
+        };
+        if counts {
             *wanted.entry(r.holder.as_str()).or_default() += 1;
         }
     }
