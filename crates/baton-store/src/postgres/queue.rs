@@ -718,11 +718,11 @@ async fn load_many(c: &mut PgConnection, ids: &[i64]) -> Result<HashMap<ItemId, 
 pub(super) type ClaimJob = (ClaimRequest, Timestamp);
 
 /// Serves claims of one queue with the same `kinds` in one transaction,
-/// with the answers [`claim`] would give them one after the other, in
-/// order. The batch acts at the latest of their times (each request was
-/// made no later, and is served after it).
+/// with the answers the steps of `Store::claim` would give them one after
+/// the other, in order. The batch acts at the latest of their times (each
+/// request was made no later, and is served after it).
 ///
-/// The steps of [`claim`], each once for the whole batch: every holder's
+/// Those steps, each once for the whole batch: every holder's
 /// advisory lock (in the order of the lock keys, so batches never wait on
 /// each other crosswise); the idempotency keys and the held leases of all
 /// holders, one query each; lazy recovery; up to as many claimable items
