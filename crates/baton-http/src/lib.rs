@@ -132,7 +132,12 @@ pub async fn serve(
         .spawn_sweeper(shutdown.clone())
         .await
         .map_err(std::io::Error::other)?;
-    let app = app(engine, settings, shutdown.clone());
+    // `into_make_service` hands each connection a clone of the finished
+    // router (one `Arc`). Serving the `Router` itself would rebuild every
+    // route for each connection (axum's `Service<IncomingStream>` calls
+    // `with_state(())`): about 100 KB per open connection, measured with
+    // heaptrack on 3,000 waiting long-polls.
+    let app = app(engine, settings, shutdown.clone()).into_make_service();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
