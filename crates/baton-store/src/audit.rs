@@ -4,11 +4,14 @@
 //! them with [`baton_core::audit::newest_first`]. And the rows' mapping
 //! to [`AuditEntry`], from plain column values.
 //!
-//! Each query can use an index: by actor (`*_actor`), by time (`*_at`),
-//! by item (`item_events_item`), by resource (`lock_events_resource`), by
-//! record (the primary key of `record_versions`); see `0005_audit.sql`.
-//! A subject that is a queue name scans `item_events` by time, keeping
-//! that queue's rows (no index on the hot table for it).
+//! Each query can use an index: by time (`*_at`), by item
+//! (`item_events_item`), by resource (`lock_events_resource`), by record
+//! (the primary key of `record_versions`), by actor for record versions
+//! (`record_versions_actor`); see `0005_audit.sql` and `0006_audit_upkeep.sql`.
+//! A subject that is a queue name, or an actor, scans `item_events` and
+//! `lock_events` by time, keeping the matching rows: no index on the hot
+//! tables for them, as every claim, complete and lock operation would
+//! pay for its upkeep.
 
 use baton_core::audit::{AuditArea, AuditCursor, AuditEntry, AuditFilter, SameInstant};
 use baton_core::clock::{from_millis, to_millis};

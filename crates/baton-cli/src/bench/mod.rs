@@ -63,6 +63,12 @@ pub struct Common {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run the in-process server on a Tokio runtime of its own with this
+    /// many workers (threads named `baton-server`), apart from the
+    /// clients', so a profiler can tell the two apart. Default: one
+    /// runtime for both.
+    #[arg(long)]
+    pub server_threads: Option<usize>,
 }
 
 impl Common {

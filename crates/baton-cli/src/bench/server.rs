@@ -23,6 +23,8 @@ pub struct Target {
     /// What the database is, for the summary.
     pub db: String,
     own: Option<(CancellationToken, JoinHandle<std::io::Result<()>>)>,
+    /// The server's own runtime (`--server-threads`).
+    runtime: Option<tokio::runtime::Runtime>,
     child: Option<std::process::Child>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -59,6 +61,7 @@ impl Target {
                 run,
                 db: "(external server)".into(),
                 own: None,
+                runtime: None,
                 child: None,
                 _dir: None,
             });
@@ -76,21 +79,43 @@ impl Target {
                 .await
                 .with_context(|| format!("prefilling {}", baton::redact(&db)))?;
         }
-        let engine = Engine::open(&db)
-            .await
-            .with_context(|| format!("opening {}", baton::redact(&db)))?;
-        let (_, admin) = engine
-            .bootstrap_principal(&format!("{run}-admin"), Role::Admin)
-            .await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(baton_http::serve(
-            listener,
-            engine,
-            baton_http::HttpSettings::default(),
-            shutdown.clone(),
-        ));
+        let (url, admin, server, runtime) = match common.server_threads {
+            None => {
+                let (url, admin, serving) =
+                    serve_own(db.clone(), run.clone(), shutdown.clone()).await?;
+                (url, admin, tokio::spawn(serving), None)
+            }
+            Some(threads) => {
+                anyhow::ensure!(
+                    (1..=64).contains(&threads),
+                    "--server-threads must be 1..=64"
+                );
+                // The server's own runtime: its workers are threads named
+                // `baton-server`, the clients stay on the bench's runtime.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("baton-server")
+                    .enable_all()
+                    .build()?;
+                let (db, run, stop) = (db.clone(), run.clone(), shutdown.clone());
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let server = rt.spawn(async move {
+                    match serve_own(db, run, stop).await {
+                        Ok((url, admin, serving)) => {
+                            let _ = tx.send(Ok((url, admin)));
+                            serving.await
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            Ok(())
+                        }
+                    }
+                });
+                let (url, admin) = rx.await.context("the server's runtime stopped")??;
+                (url, admin, server, Some(rt))
+            }
+        };
         Ok(Target {
             url,
             admin,
@@ -98,6 +123,7 @@ impl Target {
             run,
             db: baton::redact(&db),
             own: Some((shutdown, server)),
+            runtime,
             child: None,
             _dir: dir,
         })
@@ -188,6 +214,9 @@ impl Target {
             shutdown.cancel();
             server.await??;
         }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -198,9 +227,41 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
+        // Dropping a runtime would block, which is refused in async code.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Opens the engine over `db`, makes the run's admin and binds a port;
+/// returns the URL, the admin's token and the server to run.
+async fn serve_own(
+    db: String,
+    run: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(
+    String,
+    String,
+    impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+)> {
+    let engine = Engine::open(&db)
+        .await
+        .with_context(|| format!("opening {}", baton::redact(&db)))?;
+    let (_, admin) = engine
+        .bootstrap_principal(&format!("{run}-admin"), Role::Admin)
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let serving = baton_http::serve(
+        listener,
+        engine,
+        baton_http::HttpSettings::default(),
+        shutdown,
+    );
+    Ok((url, admin, serving))
 }

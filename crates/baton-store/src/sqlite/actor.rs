@@ -69,6 +69,15 @@ fn exec(conn: &Connection, sql: &str) -> Option<StoreError> {
     conn.execute_batch(sql).err().map(super::rows::store_err)
 }
 
+/// Runs one statement from the connection's cache: the savepoint
+/// statements around every operation are parsed once, not per operation.
+fn exec_cached(conn: &Connection, sql: &str) -> Option<StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .err()
+        .map(super::rows::store_err)
+}
+
 fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -86,7 +95,7 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
         }
         let mut replies = Vec::with_capacity(batch.len());
         for job in batch {
-            if exec(&conn, "SAVEPOINT op").is_some() {
+            if exec_cached(&conn, "SAVEPOINT op").is_some() {
                 continue; // dropped: its caller gets "aborted"
             }
             let (ok, reply) = catch_unwind(AssertUnwindSafe(|| job(&conn))).unwrap_or_else(|_| {
@@ -94,7 +103,7 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
                 (false, Box::new(|_| {}))
             });
             if ok {
-                exec(&conn, "RELEASE op");
+                exec_cached(&conn, "RELEASE op");
             } else {
                 exec(&conn, "ROLLBACK TO op; RELEASE op");
             }

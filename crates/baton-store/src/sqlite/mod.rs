@@ -48,6 +48,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0003_records.sql")),
     M::up(include_str!("../../migrations/sqlite/0004_identity.sql")),
     M::up(include_str!("../../migrations/sqlite/0005_audit.sql")),
+    M::up(include_str!(
+        "../../migrations/sqlite/0006_audit_upkeep.sql"
+    )),
 ];
 
 /// Number of reader connections.
