@@ -225,9 +225,6 @@ macro_rules! server_store {
     async fn enqueue(&self, new: NewItem, actor: &str, now: Timestamp) -> Result<(Item, bool)> {
                 in_tx!(self.pool, db, |c| queue::enqueue(c, &new, actor, now).await)
             }
-            async fn claim(&self, req: ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
-                in_tx!(self.pool, db, |c| queue::claim(c, &req, now).await)
-            }
             async fn heartbeat(
                 &self,
                 id: ItemId,
@@ -251,18 +248,6 @@ macro_rules! server_store {
             ) -> Result<Item> {
                 self.mutate(id, now, |item, cfg| {
                     rules::release(item, caller, token, delay, cfg, now)
-                })
-                .await
-            }
-            async fn complete(
-                &self,
-                id: ItemId,
-                caller: &str,
-                req: CompleteRequest,
-                now: Timestamp,
-            ) -> Result<Item> {
-                self.mutate(id, now, |item, cfg| {
-                    rules::complete(item, caller, &req, cfg, now)
                 })
                 .await
             }

@@ -5,7 +5,7 @@
 //! operation means; the tests here hold every backend to it. The tests are
 //! plain `pub async fn`s, one area per module ([`queue_ops`], [`lease_ops`],
 //! [`refusals`], [`expiry`], [`supervision`], [`identity`], [`audit`], [`long_poll`],
-//! [`concurrency`], [`model`] for work queues; [`lock_ops`],
+//! [`concurrency`], [`batching`], [`model`] for work queues; [`lock_ops`],
 //! [`lock_waiting`], [`lock_concurrency`], [`lock_model`] for the lock
 //! manager; [`records`] for versioned records; [`database_clock`] for
 //! stores that keep lock time by the database's clock, stamped
@@ -75,6 +75,7 @@ macro_rules! assert_err {
 }
 
 pub mod audit;
+pub mod batching;
 pub mod concurrency;
 pub mod database_clock;
 pub mod databases;
@@ -238,6 +239,11 @@ macro_rules! __with_cases {
             long_poll::waiting_claim_is_woken_by_sweep,
             concurrency::many_claimers_complete_every_item_exactly_once,
             concurrency::stalled_workers_never_complete_with_a_stale_token,
+            batching::simultaneous_claims_never_share_an_item,
+            batching::simultaneous_claims_of_one_holder_respect_its_maximum,
+            batching::simultaneous_retries_with_one_key_get_one_claim,
+            batching::simultaneous_claims_respect_each_holders_cooldown,
+            batching::refused_completions_do_not_disturb_the_others,
             model::random_operations_agree_with_the_rules_model,
             records::record_lifecycle_is_versioned_and_recorded,
             records::record_created_again_after_delete_keeps_counting,
@@ -395,6 +401,7 @@ mod tests {
             ("audit", include_str!("audit.rs")),
             ("long_poll", include_str!("long_poll.rs")),
             ("concurrency", include_str!("concurrency.rs")),
+            ("batching", include_str!("batching.rs")),
             ("model", include_str!("model.rs")),
             ("records", include_str!("records.rs")),
             ("lock_ops", include_str!("lock_ops.rs")),

@@ -352,6 +352,9 @@ async fn claim(
                 .to_owned(),
         ),
     };
+    // The header values share hyper's read buffer: holding them through a
+    // long-poll would pin that buffer (8 KB) for the whole wait.
+    drop(headers);
     let req = ClaimRequest::new(queue, kinds, who.name.clone(), body.lease_seconds, key)?;
     let wait = Duration::from_secs(body.wait_seconds.into());
     // A long-poll must not hold up a graceful shutdown. If shutdown wins the

@@ -182,6 +182,21 @@ crate::sql::server_store!(MySqlStore, {
     fn wakeups(&self) -> Wakeups {
         Wakeups::Poll(POLL_INTERVAL)
     }
+    async fn claim(&self, req: ClaimRequest, now: Timestamp) -> Result<Option<Claimed>> {
+        in_tx!(self.pool, db, |c| queue::claim(c, &req, now).await)
+    }
+    async fn complete(
+        &self,
+        id: ItemId,
+        caller: &str,
+        req: CompleteRequest,
+        now: Timestamp,
+    ) -> Result<Item> {
+        self.mutate(id, now, |item, cfg| {
+            rules::complete(item, caller, &req, cfg, now)
+        })
+        .await
+    }
     async fn queue_stats(&self, now: Timestamp) -> Result<Vec<QueueStats>> {
         let mut conn = self.conn().await?;
         // Applies to the next transaction of this session only.

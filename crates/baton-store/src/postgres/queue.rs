@@ -11,15 +11,24 @@
 //!   processes never wait on each other nor take the same item;
 //! - claims of one holder are serialised by a transaction-scoped advisory
 //!   lock, which makes `max_leases_per_holder` and idempotency keys exact
-//!   across processes;
+//!   across processes (a batch takes all its holders' locks at once, in
+//!   the order of the lock keys);
+//! - claims and completions arriving together are served in batches, one
+//!   transaction each ([`claim_batch`], [`complete_batch`]; see `batch.rs`):
+//!   the same steps and rules as one request alone, each step one query
+//!   for the whole batch (`= ANY($1)`, `unnest`), the rules applied in
+//!   Rust request by request in order;
 //! - a unique key taken by a concurrent insert (dedupe key, idempotency
 //!   key) rolls the transaction back and runs it again, when it sees the
 //!   winner's row.
 
+use std::collections::{HashMap, HashSet};
+
 use baton_core::clock::to_millis;
 use baton_core::{
-    ClaimRequest, Claimed, Error, FencingToken, Item, ItemEvent, ItemFilter, ItemId, ItemState,
-    NewItem, QueueConfig, QueueName, QueueStats, Result, StoreError, SweepReport, Timestamp, rules,
+    ClaimRequest, Claimed, CompleteRequest, Error, FencingToken, Item, ItemEvent, ItemFilter,
+    ItemId, ItemState, NewItem, QueueConfig, QueueName, QueueStats, Result, StoreError,
+    SweepReport, Timestamp, rules,
 };
 use chrono::Duration;
 use sqlx::PgConnection;
@@ -422,115 +431,6 @@ async fn expire_due(
     Ok(out)
 }
 
-pub(super) async fn claim(
-    c: &mut PgConnection,
-    req: &ClaimRequest,
-    now: Timestamp,
-) -> Result<Option<Claimed>> {
-    // One claim of a holder at a time, in every process: the checks of
-    // steps 1 and 2 then stay true until this transaction commits. The
-    // queue's settings come in the same round trip (the holder's lock
-    // does not guard them; a change racing this claim may or may not
-    // apply to it either way).
-    let json: Option<String> = sqlx::query_scalar(
-        "SELECT (SELECT config FROM queues WHERE name = $2) \
-         FROM pg_advisory_xact_lock(hashtextextended('baton.claim:' || $1, 0))",
-    )
-    .bind(&req.holder)
-    .bind(req.queue.as_str())
-    .fetch_one(&mut *c)
-    .await
-    .map_err(db)?;
-    let cfg = parse_config(&req.queue, json)?;
-    // 1. A retried claim: the same answer as the first time.
-    if let Some(key) = &req.idempotency_key {
-        let prior: Option<(i64, i64)> =
-            sqlx::query_as("SELECT item_id, token FROM claim_keys WHERE holder = $1 AND key = $2")
-                .bind(&req.holder)
-                .bind(key)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(db)?;
-        if let Some((id, token)) = prior {
-            let item = load_any(c, id)
-                .await?
-                .ok_or_else(|| Error::not_found("item", id))?;
-            let lease = rules::check_lease(&item, &req.holder, FencingToken(token), now)?.clone();
-            return Ok(Some(Claimed { item, lease }));
-        }
-    }
-    // 2. Already holding as many live leases as allowed: return the oldest.
-    let held = items(
-        sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'leased' AND holder = $2 AND lease_expires_at > $3 ORDER BY claimed_at, id"))
-        .bind(req.queue.as_str())
-        .bind(&req.holder)
-        .bind(ms(now))
-        .fetch_all(&mut *c)
-        .await
-        .map_err(db)?,
-    )?;
-    if held.len() >= cfg.max_leases_per_holder as usize
-        && let Some(item) = held.into_iter().next()
-        && let Some(lease) = item.lease.clone()
-    {
-        remember_key(c, req, &item, now).await?;
-        return Ok(Some(Claimed { item, lease }));
-    }
-    // 3. Lazy recovery: due scheduled items and overdue leases of this queue.
-    let promoted = promote_due(c, Some(&req.queue), now).await?;
-    let expired = expire_due(c, Some(&req.queue), now).await?;
-    if !promoted.is_empty() || expired.iter().any(|(_, ready)| *ready) {
-        // More may have become claimable than this claim takes: tell the
-        // claimers waiting in other processes.
-        notify(c, &req.queue).await?;
-    }
-    // 4. The next claimable item; rows other claimers hold are skipped.
-    let kinds: Vec<&str> = req.kinds.iter().map(|k| k.as_str()).collect();
-    let next = sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'ready' AND available_at <= $2 AND (released_by IS NULL OR released_by <> $3 OR released_until <= $2) AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"))
-    .bind(req.queue.as_str())
-    .bind(ms(now))
-    .bind(&req.holder)
-    .bind(&kinds)
-    .fetch_optional(&mut *c)
-    .await
-    .map_err(db)?;
-    let Some(row) = next else {
-        return Ok(None);
-    };
-    let mut item = sql::item(&row)?;
-    debug_assert!(rules::claimable(&item, req, now));
-    let ev = rules::claim(&mut item, req, now)?;
-    save_with_event(c, &item, &ev).await?;
-    remember_key(c, req, &item, now).await?;
-    let lease = item
-        .lease
-        .clone()
-        .ok_or_else(|| StoreError::fatal("claimed item without lease"))?;
-    Ok(Some(Claimed { item, lease }))
-}
-
-async fn remember_key(
-    c: &mut PgConnection,
-    req: &ClaimRequest,
-    item: &Item,
-    now: Timestamp,
-) -> Result<()> {
-    if let Some(key) = &req.idempotency_key {
-        sqlx::query(
-            "INSERT INTO claim_keys (holder, key, item_id, token, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&req.holder)
-        .bind(key)
-        .bind(item.id)
-        .bind(item.token.0)
-        .bind(ms(now))
-        .execute(&mut *c)
-        .await
-        .map_err(db)?;
-    }
-    Ok(())
-}
-
 pub(super) async fn sweep(
     c: &mut PgConnection,
     now: Timestamp,
@@ -660,4 +560,565 @@ pub(super) async fn stats(c: &mut PgConnection, now: Timestamp) -> Result<Vec<Qu
         stats::add_group(&mut out, g, now)?;
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Batches (group commit; see `batch.rs`): many claims or completions in one
+// transaction, with the same rules and the same answers as one at a time.
+
+/// The mutable columns of many items (and the events they come with) as
+/// parallel arrays, for one `unnest` statement.
+#[derive(Default)]
+struct ItemArrays {
+    id: Vec<i64>,
+    queue: Vec<String>,
+    state: Vec<&'static str>,
+    available_at: Vec<i64>,
+    dedupe_key: Vec<Option<String>>,
+    attempts: Vec<i64>,
+    token: Vec<i64>,
+    holder: Vec<Option<String>>,
+    claimed_at: Vec<Option<i64>>,
+    lease_expires_at: Vec<Option<i64>>,
+    released_by: Vec<Option<String>>,
+    released_until: Vec<Option<i64>>,
+    updated_at: Vec<i64>,
+    outcome: Vec<Option<String>>,
+    note: Vec<Option<String>>,
+    completed_by: Vec<Option<String>>,
+    completed_at: Vec<Option<i64>>,
+}
+
+impl ItemArrays {
+    fn push(&mut self, item: &Item) {
+        let lease = item.lease.as_ref();
+        let done = item.completion.as_ref();
+        self.id.push(item.id);
+        self.queue.push(item.queue.as_str().to_owned());
+        self.state.push(item.state.as_str());
+        self.available_at.push(ms(item.available_at));
+        self.dedupe_key.push(item.dedupe_key.clone());
+        self.attempts.push(i64::from(item.attempts));
+        self.token.push(item.token.0);
+        self.holder.push(lease.map(|l| l.holder.clone()));
+        self.claimed_at.push(lease.map(|l| ms(l.claimed_at)));
+        self.lease_expires_at.push(lease.map(|l| ms(l.expires_at)));
+        self.released_by.push(item.released_by.clone());
+        self.released_until.push(item.released_until.map(ms));
+        self.updated_at.push(ms(item.updated_at));
+        self.outcome.push(done.map(|d| d.outcome.clone()));
+        self.note.push(done.and_then(|d| d.note.clone()));
+        self.completed_by.push(done.map(|d| d.by.clone()));
+        self.completed_at.push(done.map(|d| ms(d.at)));
+    }
+
+    /// Binds the arrays as the next 17 parameters (the order of
+    /// [`items_unnest!`]).
+    fn bind<'q>(&'q self, q: PgQuery<'q>) -> PgQuery<'q> {
+        q.bind(&self.id)
+            .bind(&self.queue)
+            .bind(&self.state)
+            .bind(&self.available_at)
+            .bind(&self.dedupe_key)
+            .bind(&self.attempts)
+            .bind(&self.token)
+            .bind(&self.holder)
+            .bind(&self.claimed_at)
+            .bind(&self.lease_expires_at)
+            .bind(&self.released_by)
+            .bind(&self.released_until)
+            .bind(&self.updated_at)
+            .bind(&self.outcome)
+            .bind(&self.note)
+            .bind(&self.completed_by)
+            .bind(&self.completed_at)
+    }
+}
+
+/// The rows [`ItemArrays::bind`] binds as `$1` ..= `$17`, named `u`.
+macro_rules! items_unnest {
+    () => {
+        "u AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
+         $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], \
+         $11::text[], $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::text[], \
+         $17::bigint[]) AS u(id, queue, state, available_at, dedupe_key, attempts, token, \
+         holder, claimed_at, lease_expires_at, released_by, released_until, updated_at, \
+         outcome, note, completed_by, completed_at))"
+    };
+}
+
+/// Events as parallel arrays.
+#[derive(Default)]
+struct EventArrays {
+    item_id: Vec<i64>,
+    at: Vec<i64>,
+    kind: Vec<&'static str>,
+    actor: Vec<Option<String>>,
+    token: Vec<Option<i64>>,
+    queue: Vec<String>,
+    detail: Vec<String>,
+}
+
+impl EventArrays {
+    fn push(&mut self, ev: &ItemEvent) {
+        self.item_id.push(ev.item_id);
+        self.at.push(ms(ev.at));
+        self.kind.push(ev.kind.as_str());
+        self.actor.push(ev.actor.clone());
+        self.token.push(ev.token.map(|t| t.0));
+        self.queue.push(ev.queue.as_str().to_owned());
+        self.detail.push(ev.detail.to_string());
+    }
+
+    /// Binds the arrays as `$18` ..= `$24` (see [`events_insert!`]).
+    fn bind<'q>(&'q self, q: PgQuery<'q>) -> PgQuery<'q> {
+        q.bind(&self.item_id)
+            .bind(&self.at)
+            .bind(&self.kind)
+            .bind(&self.actor)
+            .bind(&self.token)
+            .bind(&self.queue)
+            .bind(&self.detail)
+    }
+}
+
+/// Inserts the events [`EventArrays::bind`] binds as `$18` ..= `$24`, in
+/// their order.
+macro_rules! events_insert {
+    () => {
+        "INSERT INTO item_events (item_id, at, kind, actor, token, queue, detail) \
+         SELECT a, b, c, d, f, g, h FROM unnest($18::bigint[], $19::bigint[], $20::text[], \
+         $21::text[], $22::bigint[], $23::text[], $24::text[]) WITH ORDINALITY AS e(a, b, c, d, f, g, h, n) \
+         ORDER BY n"
+    };
+}
+
+/// Items of the live or the done table, by id.
+async fn load_many(c: &mut PgConnection, ids: &[i64]) -> Result<HashMap<ItemId, Item>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        " FROM items WHERE id = ANY($1) UNION ALL SELECT ",
+        item_cols!(),
+        " FROM done_items WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let item = sql::item(row)?;
+        out.insert(item.id, item);
+    }
+    Ok(out)
+}
+
+/// One claim of a batch: the request and the engine's time it was made at.
+pub(super) type ClaimJob = (ClaimRequest, Timestamp);
+
+/// Serves claims of one queue with the same `kinds` in one transaction,
+/// with the answers the steps of `Store::claim` would give them one after
+/// the other, in order. The batch acts at the latest of their times (each
+/// request was made no later, and is served after it).
+///
+/// Those steps, each once for the whole batch: every holder's
+/// advisory lock (in the order of the lock keys, so batches never wait on
+/// each other crosswise); the idempotency keys and the held leases of all
+/// holders, one query each; lazy recovery; up to as many claimable items
+/// as the batch can take, in claim order, with one `FOR UPDATE SKIP
+/// LOCKED` query. [`rules::claimable`] and [`rules::claim`] then hand them
+/// out request by request, and one statement writes every claimed item,
+/// its event and the remembered keys. The outer error fails the whole
+/// batch (and rolls it back); the inner ones are the requests' own.
+pub(super) async fn claim_batch(
+    c: &mut PgConnection,
+    jobs: &[ClaimJob],
+) -> Result<Vec<Result<Option<Claimed>>>> {
+    let Some((first, _)) = jobs.first() else {
+        return Ok(Vec::new());
+    };
+    let queue = &first.queue;
+    debug_assert!(
+        jobs.iter()
+            .all(|(r, _)| r.queue == *queue && r.kinds == first.kinds)
+    );
+    let now = jobs.iter().map(|(_, t)| *t).max().unwrap_or(jobs[0].1);
+    let mut holders: Vec<&str> = jobs.iter().map(|(r, _)| r.holder.as_str()).collect();
+    holders.sort_unstable();
+    holders.dedup();
+    // 0. The holders' locks, in one order; then the queue's settings and
+    // whether lazy recovery has anything to do (read in the same round
+    // trip: neither is guarded by the holders' locks).
+    let (_, json, recover): (i64, Option<String>, bool) = sqlx::query_as(
+        "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(k) FROM \
+            (SELECT DISTINCT hashtextextended('baton.claim:' || h, 0) AS k \
+             FROM unnest($1::text[]) AS h ORDER BY k) AS ordered) \
+         SELECT n.c, (SELECT config FROM queues WHERE name = $2), \
+         EXISTS (SELECT 1 FROM items WHERE queue = $2 AND state = 'scheduled' \
+                 AND available_at <= $3) \
+         OR EXISTS (SELECT 1 FROM items WHERE queue = $2 AND state = 'leased' \
+                 AND lease_expires_at <= $3) \
+         FROM (SELECT count(*) AS c FROM locked) AS n",
+    )
+    .bind(&holders)
+    .bind(queue.as_str())
+    .bind(ms(now))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db)?;
+    let cfg = parse_config(queue, json)?;
+    // 1. Keys claimed with before.
+    let (key_holders, keys): (Vec<&str>, Vec<&str>) = jobs
+        .iter()
+        .filter_map(|(r, _)| Some((r.holder.as_str(), r.idempotency_key.as_deref()?)))
+        .unzip();
+    let mut prior: HashMap<(String, String), (i64, i64)> = HashMap::new();
+    let mut prior_items = HashMap::new();
+    if !keys.is_empty() {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT k.holder, k.key, k.item_id, k.token FROM claim_keys k \
+             JOIN unnest($1::text[], $2::text[]) AS u(holder, key) \
+             ON k.holder = u.holder AND k.key = u.key",
+        )
+        .bind(&key_holders)
+        .bind(&keys)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db)?;
+        for (h, k, id, token) in rows {
+            prior.insert((h, k), (id, token));
+        }
+        if !prior.is_empty() {
+            let ids: Vec<i64> = prior.values().map(|(id, _)| *id).collect();
+            prior_items = load_many(c, &ids).await?;
+        }
+    }
+    // 2. The live leases each holder already has in this queue, oldest first.
+    let mut held: HashMap<String, Vec<Item>> = HashMap::new();
+    for item in items(
+        sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'leased' AND holder = ANY($2) AND lease_expires_at > $3 ORDER BY claimed_at, id"))
+        .bind(queue.as_str())
+        .bind(&holders)
+        .bind(ms(now))
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db)?,
+    )? {
+        if let Some(l) = &item.lease {
+            held.entry(l.holder.clone()).or_default().push(item);
+        }
+    }
+    // How many items the batch may take at most: per holder, its requests
+    // not answered by a key (a key sent twice counting once), up to what
+    // it may still hold.
+    let max = cfg.max_leases_per_holder as usize;
+    let mut wanted: HashMap<&str, usize> = HashMap::new();
+    let mut new_keys: HashSet<(&str, &str)> = HashSet::new();
+    for (r, _) in jobs {
+        let counts = match &r.idempotency_key {
+            Some(k) => {
+                !prior.contains_key(&(r.holder.clone(), k.clone()))
+                    && new_keys.insert((r.holder.as_str(), k.as_str()))
+            }
+            None => true,
+        };
+        if counts {
+            *wanted.entry(r.holder.as_str()).or_default() += 1;
+        }
+    }
+    let limit: usize = wanted
+        .iter()
+        .map(|(h, n)| (*n).min(max.saturating_sub(held.get(*h).map_or(0, Vec::len))))
+        .sum();
+    // 3. Lazy recovery, once, if any request gets this far (one answered
+    // by its key or its held leases changes nothing else) and there is
+    // something to recover.
+    if limit > 0 && recover {
+        let promoted = promote_due(c, Some(queue), now).await?;
+        let expired = expire_due(c, Some(queue), now).await?;
+        if !promoted.is_empty() || expired.iter().any(|(_, ready)| *ready) {
+            notify(c, queue).await?;
+        }
+    }
+    // 4. Candidates: claimable by at least one holder of the batch.
+    let kinds: Vec<&str> = first.kinds.iter().map(|k| k.as_str()).collect();
+    let candidates = if limit == 0 {
+        Vec::new()
+    } else {
+        items(sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'ready' AND available_at <= $2 AND (released_by IS NULL OR released_until <= $2 OR released_by <> ANY($3)) AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED"))
+        .bind(queue.as_str())
+        .bind(ms(now))
+        .bind(&holders)
+        .bind(&kinds)
+        .bind(limit as i64)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db)?)?
+    };
+    // More may be claimable than were fetched (when some were skipped as
+    // cooling down for the holder that was to take them).
+    let exhausted = candidates.len() < limit;
+    let candidate_ids: Vec<i64> = candidates.iter().map(|i| i.id).collect();
+    let mut taken = vec![false; candidates.len()];
+    // 5. The rules, request by request, in order.
+    let mut answers = Vec::with_capacity(jobs.len());
+    let mut given: HashMap<(String, String), Claimed> = HashMap::new();
+    let mut saved = ItemArrays::default();
+    let mut events = EventArrays::default();
+    let (mut key_h, mut key_k, mut key_id, mut key_t) = (vec![], vec![], vec![], vec![]);
+    let mut extra_ids: Vec<i64> = Vec::new();
+    for (req, _) in jobs {
+        let key = req
+            .idempotency_key
+            .as_ref()
+            .map(|k| (req.holder.clone(), k.clone()));
+        // A retried claim: the same answer as the first time.
+        if let Some(k) = &key {
+            if let Some(claimed) = given.get(k) {
+                answers.push(Ok(Some(claimed.clone())));
+                continue;
+            }
+            if let Some((id, token)) = prior.get(k) {
+                answers.push(
+                    prior_items
+                        .get(id)
+                        .ok_or_else(|| Error::not_found("item", id))
+                        .and_then(|item| {
+                            let lease =
+                                rules::check_lease(item, &req.holder, FencingToken(*token), now)?
+                                    .clone();
+                            Ok(Some(Claimed {
+                                item: item.clone(),
+                                lease,
+                            }))
+                        }),
+                );
+                continue;
+            }
+        }
+        let mine = held.entry(req.holder.clone()).or_default();
+        let claimed = if mine.len() >= max
+            && let Some(item) = mine.first()
+            && let Some(lease) = item.lease.clone()
+        {
+            Claimed {
+                item: item.clone(),
+                lease,
+            }
+        } else {
+            let pick = (0..candidates.len())
+                .find(|&i| !taken[i] && rules::claimable(&candidates[i], req, now));
+            let mut item = match pick {
+                Some(i) => {
+                    taken[i] = true;
+                    candidates[i].clone()
+                }
+                None if exhausted => {
+                    answers.push(Ok(None));
+                    continue;
+                }
+                // Every fetched candidate is cooling down for this holder
+                // or taken: look further, as `claim` would.
+                None => {
+                    let mut skip = candidate_ids.clone();
+                    skip.extend_from_slice(&extra_ids);
+                    let next = sqlx::query(concat!("SELECT ", item_cols!(), " FROM items WHERE queue = $1 AND state = 'ready' AND available_at <= $2 AND (released_by IS NULL OR released_by <> $3 OR released_until <= $2) AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) AND id <> ALL($5) ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"))
+                    .bind(queue.as_str())
+                    .bind(ms(now))
+                    .bind(&req.holder)
+                    .bind(&kinds)
+                    .bind(&skip)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db)?;
+                    match next {
+                        Some(row) => {
+                            let item = sql::item(&row)?;
+                            extra_ids.push(item.id);
+                            item
+                        }
+                        None => {
+                            answers.push(Ok(None));
+                            continue;
+                        }
+                    }
+                }
+            };
+            debug_assert!(rules::claimable(&item, req, now));
+            let ev = match rules::claim(&mut item, req, now) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    answers.push(Err(e));
+                    continue;
+                }
+            };
+            let Some(lease) = item.lease.clone() else {
+                return Err(StoreError::fatal("claimed item without lease").into());
+            };
+            saved.push(&item);
+            events.push(&ev);
+            mine.push(item.clone());
+            Claimed { item, lease }
+        };
+        if let Some(k) = key {
+            key_h.push(req.holder.clone());
+            key_k.push(k.1.clone());
+            key_id.push(claimed.item.id);
+            key_t.push(claimed.item.token.0);
+            given.insert(k, claimed.clone());
+        }
+        answers.push(Ok(Some(claimed)));
+    }
+    // 6. Every claimed item, its event and the keys, in one statement.
+    if !saved.id.is_empty() || !key_h.is_empty() {
+        let q = sqlx::query(concat!(
+            "WITH ",
+            items_unnest!(),
+            ", saved AS (UPDATE items i SET queue = u.queue, state = u.state, \
+             available_at = u.available_at, dedupe_key = u.dedupe_key, attempts = u.attempts, \
+             token = u.token, holder = u.holder, claimed_at = u.claimed_at, \
+             lease_expires_at = u.lease_expires_at, released_by = u.released_by, \
+             released_until = u.released_until, updated_at = u.updated_at, outcome = u.outcome, \
+             note = u.note, completed_by = u.completed_by, completed_at = u.completed_at \
+             FROM u WHERE i.id = u.id), \
+             keys AS (INSERT INTO claim_keys (holder, key, item_id, token, created_at) \
+             SELECT h, k, i, t, $29 FROM unnest($25::text[], $26::text[], $27::bigint[], \
+             $28::bigint[]) AS kk(h, k, i, t)) ",
+            events_insert!()
+        ));
+        events
+            .bind(saved.bind(q))
+            .bind(&key_h)
+            .bind(&key_k)
+            .bind(&key_id)
+            .bind(&key_t)
+            .bind(ms(now))
+            .execute(&mut *c)
+            .await
+            .map_err(db)?;
+    }
+    Ok(answers)
+}
+
+/// One completion of a batch.
+pub(super) struct CompleteJob {
+    /// The item.
+    pub id: ItemId,
+    /// Who completes it.
+    pub caller: String,
+    /// The request (never an escalation: those go one at a time).
+    pub req: CompleteRequest,
+    /// The engine's time it was made at.
+    pub now: Timestamp,
+}
+
+/// Serves completions (without escalation) in one transaction, with the
+/// answers [`mutate`] with [`rules::complete`] would give them one after
+/// the other, in order: the live items are locked with one query (in id
+/// order), the rule runs per request on the item as the requests before
+/// left it (a refused one gets its error and changes nothing), and one
+/// statement archives every completed item with its event. Items that
+/// are not live (done, unknown) go through [`mutate`] itself.
+pub(super) async fn complete_batch(
+    c: &mut PgConnection,
+    jobs: &[CompleteJob],
+) -> Result<Vec<Result<Item>>> {
+    let mut ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        item_cols!(),
+        ", (SELECT config FROM queues WHERE name = items.queue) AS queue_config \
+         FROM items WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db)?;
+    // Each live item as the requests so far left it, its settings, and
+    // the events they added.
+    let mut live: HashMap<ItemId, (Item, QueueConfig, Vec<ItemEvent>)> = HashMap::new();
+    for row in &rows {
+        let item = sql::item(row)?;
+        let json: Option<String> = sqlx::Row::try_get(row, "queue_config").map_err(db)?;
+        let cfg = parse_config(&item.queue, json)?;
+        live.insert(item.id, (item, cfg, Vec::new()));
+    }
+    let mut answers = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let rule = |item: &mut Item, cfg: &QueueConfig| {
+            rules::complete(item, &j.caller, &j.req, cfg, j.now)
+        };
+        let Some((item, cfg, evs)) = live.get_mut(&j.id) else {
+            match mutate(c, j.id, j.now, rule).await {
+                // The database's failure is the batch's.
+                Err(e @ Error::Store(_)) => return Err(e),
+                r => answers.push(r),
+            }
+            continue;
+        };
+        let mut next = item.clone();
+        match rule(&mut next, cfg) {
+            Ok(ev) => {
+                *item = next.clone();
+                evs.push(ev);
+                answers.push(Ok(next));
+            }
+            Err(e) => answers.push(Err(e)),
+        }
+    }
+    let mut archived = ItemArrays::default();
+    let mut events = EventArrays::default();
+    for id in ids {
+        let Some((item, _, evs)) = live.get(&id) else {
+            continue;
+        };
+        if evs.is_empty() {
+            continue;
+        }
+        if item.state == ItemState::Done {
+            archived.push(item);
+            for ev in evs {
+                events.push(ev);
+            }
+        } else {
+            // Not without escalation, which is not batched; kept general.
+            for ev in evs {
+                save_with_event(c, item, ev).await?;
+            }
+            if item.state == ItemState::Ready {
+                notify(c, &item.queue).await?;
+            }
+        }
+    }
+    if !archived.id.is_empty() {
+        let shard: i16 = rand::random_range(0..DONE_SHARDS);
+        let q = sqlx::query(concat!(
+            "WITH ",
+            items_unnest!(),
+            ", moved AS (DELETE FROM items i USING u WHERE i.id = u.id \
+             RETURNING i.id, i.kind, i.payload, i.priority, i.created_at), \
+             archived AS (INSERT INTO done_items (id, queue, kind, payload, priority, state, \
+             available_at, dedupe_key, attempts, token, holder, claimed_at, lease_expires_at, \
+             released_by, released_until, created_at, updated_at, outcome, note, completed_by, \
+             completed_at) \
+             SELECT m.id, u.queue, m.kind, m.payload, m.priority, u.state, u.available_at, \
+             u.dedupe_key, u.attempts, u.token, u.holder, u.claimed_at, u.lease_expires_at, \
+             u.released_by, u.released_until, m.created_at, u.updated_at, u.outcome, u.note, \
+             u.completed_by, u.completed_at FROM moved m JOIN u ON u.id = m.id RETURNING queue), \
+             counted AS (INSERT INTO queue_done_counts (queue, shard, n) \
+             SELECT queue, $25, count(*) FROM archived GROUP BY queue ORDER BY queue \
+             ON CONFLICT (queue, shard) DO UPDATE SET n = queue_done_counts.n + excluded.n) ",
+            events_insert!()
+        ));
+        events
+            .bind(archived.bind(q))
+            .bind(shard)
+            .execute(&mut *c)
+            .await
+            .map_err(db)?;
+    }
+    Ok(answers)
 }
